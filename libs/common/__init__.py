@@ -1,0 +1,1 @@
+"""socialzone platform library: what every service shares and nothing department-specific."""

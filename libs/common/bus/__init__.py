@@ -1,0 +1,109 @@
+"""The bus interface. Two implementations share it and one conformance suite:
+
+- ``local``: a durable append-only log in SQLite (the embedded default);
+- ``kafka``: aiokafka against a Kafka cluster.
+
+Only the outbox relay and the consumer worker talk to a bus.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from socialzone_common.envelope import DecodeError, Envelope, Headers
+
+StartFrom = Literal["earliest", "latest"]
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One event to append to a topic, with extra headers (e.g. DLQ metadata)."""
+
+    topic: str
+    envelope: Envelope
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """Bytes that are not (or no longer) a valid event: only ever sent to a DLQ."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A message read from a topic. ``envelope`` is None when the bytes did not decode."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    envelope: Envelope | None
+    decode_error: str | None = None
+
+
+def decoded(envelope_factory, topic, partition, offset, key, value, headers) -> Record:
+    """Build a Record, keeping undecodable bytes for the DLQ instead of raising."""
+    try:
+        envelope = envelope_factory(headers, value)
+        return Record(topic, partition, offset, key, value, headers, envelope)
+    except DecodeError as exc:
+        return Record(topic, partition, offset, key, value, headers, None, str(exc))
+
+
+class Consumer(ABC):
+    """A member of a consumer group. Offsets are committed only by :meth:`commit`."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def poll(self, *, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Records from the member's assigned partitions, in offset order per partition."""
+
+    @abstractmethod
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Mark these records (and everything before them in their partitions) as done."""
+
+    @abstractmethod
+    async def lag(self) -> dict[str, int]:
+        """Per topic: messages appended but not yet committed by this group (assigned partitions)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Leave the group; uncommitted records are redelivered to whoever takes over."""
+
+
+class Bus(ABC):
+    kind: str
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def publish(self, messages: Sequence[OutgoingMessage | RawMessage]) -> None:
+        """Append durably: when this returns, every message is acknowledged and will not be lost."""
+
+    @abstractmethod
+    def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
+                 client_id: str | None = None) -> Consumer: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the bus cannot be reached (used by /readyz)."""
+
+    @abstractmethod
+    async def ensure_topics(self, topics: dict[str, int]) -> None:
+        """Create missing topics with these partition counts, where the bus allows it."""

@@ -1,0 +1,149 @@
+"""Typed settings, read from the environment (``SOCIALZONE_...``, ``__`` for nesting)
+and from secret files (``SOCIALZONE_SECRETS_DIR``, default ``/run/secrets/socialzone``).
+
+Built by :func:`load_settings`, never as an import-time global.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRETS_DIR = "/run/secrets/socialzone"
+DEV_PLACEHOLDER_SECRET = "change-me"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "socialzone"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # Topics are declared as Strimzi KafkaTopic resources in production; the
+    # services create them from the catalog only where this allows it.
+    create_topics: bool = True
+    request_timeout_ms: int = 30_000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+
+
+class LocalBusSettings(BaseModel):
+    # Where the durable log lives; default: <data_dir>/bus.db
+    path: Path | None = None
+    retention_hours: float = 7 * 24
+    # FULL survives power loss; NORMAL survives a killed process (kill -9) only.
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    session_timeout_s: float = 10.0
+
+
+class ApiKey(BaseModel):
+    """One bearer key. Give either the key itself or its SHA-256 hex digest."""
+
+    name: str
+    scopes: list[str]
+    key: SecretStr | None = None
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError(f"api key {self.name!r}: give exactly one of key or sha256")
+        return self
+
+
+class ConsumerSettings(BaseModel):
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_s: float = 0.2
+    retry_backoff_max_s: float = 5.0
+    # Like arroyo's DLQ limit: more than this many dead letters within the window
+    # stops the consumer (a bad deploy must not dead-letter the whole topic).
+    dlq_limit: int = 100
+    dlq_window_s: float = 60.0
+    batch_size: int = 500
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads. Each service subclasses it with its own fields."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SOCIALZONE_", env_nested_delimiter="__", extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # None: a SQLite file per service under data_dir. A PostgreSQL URL: one
+    # schema per service in that database. database_urls overrides per service.
+    database_url: str | None = None
+    database_urls: dict[str, str] = Field(default_factory=dict)
+    migrate_on_start: bool = True
+
+    bus: Literal["local", "kafka"] = "local"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    local_bus: LocalBusSettings = Field(default_factory=LocalBusSettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+
+    run_consumers: bool = True
+    run_relay: bool = True
+    relay_batch_size: int = 500
+    relay_poll_interval_s: float = 0.2
+    outbox_retention_hours: float = 24.0
+    inbox_retention_days: float = 30.0
+
+    admin_key: SecretStr | None = None
+    api_keys: list[ApiKey] = Field(default_factory=list)
+
+    otel_exporter_otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Service-to-service HTTP (httpx) timeout.
+    http_timeout_s: float = 2.0
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        if self.admin_key and self.admin_key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET):
+            raise ValueError("admin_key: refusing to start in production with a default secret")
+        for key in self.api_keys:
+            if key.key is not None and key.key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET):
+                raise ValueError(f"api_keys: {key.name!r} uses a default secret in production")
+        if self.admin_key is None and not self.api_keys:
+            raise ValueError("api_keys: production needs at least one API key or SOCIALZONE_ADMIN_KEY")
+        return self
+
+    def database_url_for(self, service: str) -> str:
+        if service in self.database_urls:
+            return self.database_urls[service]
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def local_bus_path(self) -> Path:
+        return self.local_bus.path or self.data_dir / "bus.db"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(cls: type[S] = ServiceSettings, **overrides) -> S:  # type: ignore[assignment]
+    """Build settings from the environment and secret files (never at import time)."""
+    secrets_dir = os.environ.get("SOCIALZONE_SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    if Path(secrets_dir).is_dir():
+        return cls(_secrets_dir=secrets_dir, **overrides)
+    return cls(**overrides)

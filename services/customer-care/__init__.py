@@ -1,0 +1,1 @@
+"""socialzone customer-care service."""

@@ -1,0 +1,1 @@
+"""socialzone ingest service."""

@@ -1,0 +1,1 @@
+"""socialzone insights service."""

@@ -1,0 +1,1 @@
+"""socialzone marketing service."""
