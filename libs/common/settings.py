@@ -87,6 +87,9 @@ class ServiceSettings(BaseSettings):
     # schema per service in that database. database_urls overrides per service.
     database_url: str | None = None
     database_urls: dict[str, str] = Field(default_factory=dict)
+    # PostgreSQL schema of a service: <prefix><service> (tests use a unique prefix).
+    database_schema_prefix: str = ""
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
     migrate_on_start: bool = True
 
     bus: Literal["local", "kafka"] = "local"
@@ -129,6 +132,9 @@ class ServiceSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def database_schema_for(self, service: str) -> str:
+        return f"{self.database_schema_prefix}{service}"
 
     def local_bus_path(self) -> Path:
         return self.local_bus.path or self.data_dir / "bus.db"

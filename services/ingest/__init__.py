@@ -1,1 +1,1 @@
-"""socialzone ingest service."""
+"""socialzone ingest service: Connectors for social networks, blogs and the CRM; de-duplication and enrichment. Publishes ingest.interaction.recorded."""

@@ -1,1 +1,1 @@
-"""socialzone insights service."""
+"""socialzone insights service: Time series, share of voice, keyword trackers, KPIs and crisis alerts."""

@@ -1,1 +1,1 @@
-"""socialzone marketing service."""
+"""socialzone marketing service: Advocate scoring, tiers, rewards, gaming detection, segments and campaigns."""

@@ -1,1 +1,1 @@
-"""socialzone sales service."""
+"""socialzone sales service: Leads from purchase intent and referrals, lead scoring, pipeline and deals."""

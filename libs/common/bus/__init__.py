@@ -107,3 +107,14 @@ class Bus(ABC):
     @abstractmethod
     async def ensure_topics(self, topics: dict[str, int]) -> None:
         """Create missing topics with these partition counts, where the bus allows it."""
+
+
+def create_bus(settings) -> Bus:
+    """The bus the settings ask for (``SOCIALZONE_BUS=local|kafka``)."""
+    if settings.bus == "kafka":
+        from socialzone_common.bus.kafka import KafkaBus
+
+        return KafkaBus(settings.kafka)
+    from socialzone_common.bus.local import LocalBus
+
+    return LocalBus(settings.local_bus, settings.local_bus_path())

@@ -1,0 +1,121 @@
+"""Database helpers: one database (SQLite file) or one PostgreSQL schema per service,
+sessions, and Alembic migrations (the platform's history, then the service's own).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.orm import registry, sessionmaker
+from sqlmodel import Session, SQLModel
+
+PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
+PLATFORM_VERSION_TABLE = "platform_alembic_version"
+
+
+def new_table_base(name: str) -> type[SQLModel]:
+    """A SQLModel base with its own metadata, so that each service's tables (and
+    the platform's) stay apart even when every service runs in one process."""
+    return type(name, (SQLModel,), {"__module__": __name__}, registry=registry())
+
+
+PlatformTable = new_table_base("PlatformTable")
+# Every time is stored with its zone (UTC) on PostgreSQL.
+UtcDateTime = DateTime(timezone=True)
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def normalize_url(url: str) -> str:
+    # One PostgreSQL driver for the whole project: psycopg 3.
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
+
+
+def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL") -> Engine:
+    """An engine for one service. On PostgreSQL every connection works in ``schema``."""
+    url = normalize_url(url)
+    if is_sqlite(url):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no branch - runs per connection
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+            # NORMAL in WAL mode survives a killed process; FULL also survives power loss.
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    connect_args = {"options": f"-csearch_path={schema},public"} if schema else {}
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    if schema:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, class_=Session, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits on success and rolls back on any error."""
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _alembic_config(script_location: Path, version_table: str, connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["connection"] = connection
+    config.attributes["version_table"] = version_table
+    return config
+
+
+def run_migrations(engine: Engine, service_migrations: Path | None) -> None:
+    """Bring a service's database to head: the platform tables, then the service's own."""
+    histories = [(PLATFORM_MIGRATIONS, PLATFORM_VERSION_TABLE)]
+    if service_migrations is not None:
+        histories.append((service_migrations, "alembic_version"))
+    for location, version_table in histories:
+        with engine.begin() as connection:
+            command.upgrade(_alembic_config(location, version_table, connection), "head")
+
+
+def run_alembic_env(target_metadata: MetaData) -> None:
+    """The body of every ``migrations/env.py``: online migrations on the given connection."""
+    from alembic import context
+
+    connection = context.config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=context.config.attributes.get("version_table", "alembic_version"),
+        render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

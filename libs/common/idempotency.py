@@ -1,0 +1,161 @@
+"""``Idempotency-Key`` for writes that clients may retry.
+
+The first request with a key runs and its response (if not a 5xx) is stored; a
+retry with the same key and the same request gets the stored response again
+(``Idempotent-Replayed: true``) without running twice; the same key with a
+different request is a 422; a retry while the first is still running is a 409.
+Keys are scoped to the caller's credentials and expire after ``ttl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import Column, LargeBinary, delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Field, Session
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from socialzone_common.db import PlatformTable, UtcDateTime
+from socialzone_common.envelope import now_utc
+from socialzone_common.errors import problem_response
+
+HEADER = b"idempotency-key"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyRecord(PlatformTable, table=True):
+    __tablename__ = "idempotency_keys"
+
+    caller: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=MAX_KEY_LENGTH)
+    fingerprint: str = Field(max_length=64)
+    status_code: int | None = None
+    headers: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    created_at: datetime = Field(default_factory=now_utc, index=True, sa_type=UtcDateTime)
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, *, sessions: sessionmaker[Session], ttl: timedelta = timedelta(hours=24)):
+        self.app, self.sessions, self.ttl = app, sessions, ttl
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        key = headers.get(HEADER, b"").decode(errors="replace").strip()
+        if not key:
+            return await self.app(scope, receive, send)
+        if len(key) > MAX_KEY_LENGTH:
+            return await _send_problem(scope, receive, send, 422, "Idempotency-Key",
+                                       f"at most {MAX_KEY_LENGTH} characters")
+
+        body = await _read_body(receive)
+        caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
+        fingerprint = hashlib.sha256(b"\0".join(
+            [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
+
+        outcome, stored = await asyncio.to_thread(self._begin, caller, key, fingerprint)
+        if outcome == "mismatch":
+            return await _send_problem(scope, receive, send, 422, "Idempotency-Key",
+                                       "this key was already used with a different request")
+        if outcome == "in_progress":
+            return await _send_problem(scope, receive, send, 409, "Idempotency-Key",
+                                       "a request with this key is still being processed")
+        if outcome == "replay":
+            return await _replay(stored, send)
+
+        captured: dict = {"status": 500, "headers": [], "body": b""}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = [(k, v) for k, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, _replaying(body), capture)
+        except BaseException:
+            await asyncio.to_thread(self._forget, caller, key)
+            raise
+        if captured["status"] >= 500:
+            await asyncio.to_thread(self._forget, caller, key)  # a server error may be retried for real
+        else:
+            await asyncio.to_thread(self._finish, caller, key, captured)
+
+    def _begin(self, caller: str, key: str, fingerprint: str) -> tuple[str, IdempotencyRecord | None]:
+        with self.sessions() as session:
+            session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < now_utc() - self.ttl))
+            session.commit()
+            existing = session.get(IdempotencyRecord, (caller, key))
+            if existing is not None:
+                if existing.fingerprint != fingerprint:
+                    return "mismatch", None
+                return ("replay", existing) if existing.status_code is not None else ("in_progress", None)
+            session.add(IdempotencyRecord(caller=caller, key=key, fingerprint=fingerprint))
+            try:
+                session.commit()
+            except IntegrityError:  # a concurrent twin got there first
+                return "in_progress", None
+            return "run", None
+
+    def _finish(self, caller: str, key: str, captured: dict) -> None:
+        kept = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in captured["headers"]
+                if k.lower() in (b"content-type", b"location")]
+        with self.sessions() as session:
+            record = session.get(IdempotencyRecord, (caller, key))
+            if record is not None:
+                record.status_code, record.body = captured["status"], captured["body"]
+                record.headers = orjson.dumps(kept)
+                session.commit()
+
+    def _forget(self, caller: str, key: str) -> None:
+        with self.sessions() as session:
+            session.exec(delete(IdempotencyRecord).where(IdempotencyRecord.caller == caller,
+                                                         IdempotencyRecord.key == key))
+            session.commit()
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replaying(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _replay(record: IdempotencyRecord, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in orjson.loads(record.headers or b"[]")]
+    headers.append((b"idempotent-replayed", b"true"))
+    headers.append((b"content-length", str(len(record.body or b"")).encode()))
+    await send({"type": "http.response.start", "status": record.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": record.body or b""})
+
+
+async def _send_problem(scope: Scope, receive: Receive, send: Send, status: int, field: str, message: str) -> None:
+    response = problem_response(status, "Idempotency-Key conflict" if status == 409 else "Invalid input",
+                                f"{field}: {message}", slug="idempotency",
+                                errors=[{"field": field, "message": message}])
+    await response(scope, receive, send)

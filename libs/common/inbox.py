@@ -1,0 +1,61 @@
+"""Idempotent consumers: the inbox of handled event ids.
+
+Delivery is at least once. A handler's effects and the inbox row
+``(consumer_group, source, event id)`` commit in one transaction, so a
+redelivered event finds its row and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Field, Session
+
+from socialzone_common.db import PlatformTable, UtcDateTime
+from socialzone_common.envelope import Envelope, now_utc
+
+Handler = Callable[[Session, Envelope], None]
+
+
+class InboxEntry(PlatformTable, table=True):
+    __tablename__ = "inbox"
+
+    consumer_group: str = Field(primary_key=True, max_length=128)
+    source: str = Field(primary_key=True, max_length=256)
+    event_id: str = Field(primary_key=True, max_length=64)
+    handled_at: datetime = Field(default_factory=now_utc, index=True, sa_type=UtcDateTime)
+
+
+def claim(session: Session, *, group: str, envelope: Envelope) -> bool:
+    """Record the event as handled by ``group``; False if it already was.
+
+    INSERT ... ON CONFLICT DO NOTHING: on PostgreSQL a concurrent duplicate waits
+    for the first transaction and then inserts nothing, so exactly one wins.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(InboxEntry).values(
+        consumer_group=group, source=envelope.source, event_id=envelope.id, handled_at=now_utc(),
+    ).on_conflict_do_nothing()
+    return session.execute(statement).rowcount == 1
+
+
+def handle_once(sessions: sessionmaker[Session], *, group: str, envelope: Envelope, handler: Handler) -> bool:
+    """Run ``handler`` for this event unless ``group`` already handled it.
+
+    Returns True if the handler ran (and committed), False for a duplicate.
+    """
+    with sessions() as session:
+        if not claim(session, group=group, envelope=envelope):
+            session.rollback()
+            return False
+        try:
+            handler(session, envelope)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return True

@@ -1,0 +1,181 @@
+"""Transactional outbox and its relay.
+
+A service writes its state change and the events it publishes in one database
+transaction (:func:`enqueue`); only the :class:`Relay` talks to the bus. The relay
+picks rows by *state* (unpublished), never by "id greater than the last one seen",
+because insert order is not commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import Column, Index, LargeBinary, delete, text, update
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Field, Session, col, select
+
+from socialzone_common.bus import Bus, OutgoingMessage
+from socialzone_common.catalog import Event, entry_for, make_envelope
+from socialzone_common.db import PlatformTable, UtcDateTime
+from socialzone_common.envelope import Envelope, from_structured, now_utc, to_structured
+from socialzone_common import telemetry
+
+log = logging.getLogger(__name__)
+
+OUTBOX_PENDING_FLAG = "socialzone.outbox.pending"
+
+
+class OutboxMessage(PlatformTable, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # The relay's query: unpublished rows in insert order. Partial where supported.
+        Index("ix_outbox_unpublished", "id",
+              postgresql_where=text("published_at IS NULL"), sqlite_where=text("published_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=128)
+    topic: str = Field(max_length=128)
+    partition_key: str = Field(max_length=256)
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+    published_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    attempts: int = 0
+    last_error: str | None = None
+
+
+def enqueue(session: Session, envelope: Envelope, *, topic: str | None = None) -> Envelope:
+    """Add an event to the outbox in the caller's transaction (published after commit).
+
+    The caller's trace context is captured so that the relay and consumers continue it.
+    """
+    if envelope.traceparent is None:
+        envelope = envelope.with_traceparent(telemetry.current_traceparent())
+    session.add(OutboxMessage(
+        event_id=envelope.id, event_type=envelope.type,
+        topic=topic or entry_for(envelope.type).topic.name,
+        partition_key=envelope.partitionkey, envelope=to_structured(envelope),
+    ))
+    session.info[OUTBOX_PENDING_FLAG] = True
+    return envelope
+
+
+def emit(session: Session, payload: Event, *, source: str, subject: str | None,
+         partitionkey: str | None = None, time: datetime | None = None) -> Envelope:
+    """Wrap a catalog payload in its envelope and :func:`enqueue` it."""
+    envelope = make_envelope(payload, source=source, subject=subject, partitionkey=partitionkey, time=time)
+    return enqueue(session, envelope)
+
+
+def backlog(session: Session) -> int:
+    """Events committed but not yet published (ingest uses it for back-pressure)."""
+    from sqlalchemy import func
+
+    return session.exec(select(func.count()).select_from(OutboxMessage)
+                        .where(col(OutboxMessage.published_at).is_(None))).one()
+
+
+class Relay:
+    """Moves committed outbox rows to the bus, in insert order, at least once."""
+
+    def __init__(self, *, service: str, sessions: sessionmaker[Session], bus: Bus,
+                 batch_size: int = 500, poll_interval_s: float = 0.2,
+                 retention: timedelta = timedelta(hours=24), max_backoff_s: float = 30.0) -> None:
+        self.service, self.sessions, self.bus = service, sessions, bus
+        self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
+        self.retention, self.max_backoff_s = retention, max_backoff_s
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.failures = 0
+
+    def wake(self) -> None:
+        """Thread-safe: a transaction with outbox rows has committed."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _pending(self) -> list[OutboxMessage]:
+        with self.sessions() as session:
+            return list(session.exec(
+                select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
+                .order_by(col(OutboxMessage.id)).limit(self.batch_size)))
+
+    def _mark(self, ids: list[int], *, error: str | None) -> None:
+        with self.sessions() as session:
+            if error is None:
+                session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))
+                             .values(published_at=now_utc(), attempts=OutboxMessage.attempts + 1,
+                                     last_error=None))
+            else:
+                session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))
+                             .values(attempts=OutboxMessage.attempts + 1, last_error=error[:1000]))
+            session.commit()
+
+    def _prune(self) -> None:
+        with self.sessions() as session:
+            session.exec(delete(OutboxMessage).where(
+                col(OutboxMessage.published_at) < now_utc() - self.retention))
+            session.commit()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of unpublished rows; return how many were published.
+
+        If the bus fails, nothing is marked: the whole batch is retried in the same
+        order, so one key's events are never reordered (duplicates are possible and
+        consumers deduplicate them).
+        """
+        rows = await asyncio.to_thread(self._pending)
+        if not rows:
+            return 0
+        messages = [OutgoingMessage(row.topic, from_structured(row.envelope)) for row in rows]
+        ids = [row.id for row in rows]
+        try:
+            with telemetry.tracer().start_as_current_span(f"relay {self.service}") as span:
+                span.set_attribute("messaging.batch.message_count", len(messages))
+                await self.bus.publish(messages)
+        except Exception as exc:
+            await asyncio.to_thread(self._mark, ids, error=f"{type(exc).__name__}: {exc}")
+            raise
+        await asyncio.to_thread(self._mark, ids, error=None)
+        for message in messages:
+            telemetry.EVENTS_PUBLISHED.labels(service=self.service, type=message.envelope.type).inc()
+        return len(rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = 0.0
+        pruned_at = 0.0
+        while not stop.is_set():
+            try:
+                published = await self.publish_pending()
+                backoff = 0.0
+                if self._loop.time() - pruned_at > 600:
+                    pruned_at = self._loop.time()
+                    await asyncio.to_thread(self._prune)
+            except Exception:
+                self.failures += 1
+                backoff = min(self.max_backoff_s, max(0.1, backoff * 2))
+                log.exception("relay %s could not publish; retrying in %.1fs", self.service, backoff)
+                await _sleep_unless(stop, backoff)
+                continue
+            if published < self.batch_size:
+                self._wakeup.clear()
+                await _wait_any(stop, self._wakeup, self.poll_interval_s)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

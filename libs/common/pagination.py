@@ -1,0 +1,45 @@
+"""Opaque cursor pagination: a cursor is the keyset of the last item, base64url JSON."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel
+
+from socialzone_common.errors import Unprocessable
+
+T = TypeVar("T")
+MAX_LIMIT = 500
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def encode_cursor(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """The position a cursor stands for; a 422 naming ``cursor`` when it is not one of ours."""
+    if not cursor:
+        return None
+    try:
+        position = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        position = None
+    if not isinstance(position, dict):
+        raise Unprocessable("cursor: not a cursor returned by this API", errors=[
+            {"field": "cursor", "message": "not a cursor returned by this API"}])
+    return position
+
+
+def page_of(rows: list, limit: int, position_of) -> tuple[list, str | None]:
+    """Split ``limit + 1`` fetched rows into a page and the cursor of the next one."""
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(position_of(rows[-1]))
+    return rows, None

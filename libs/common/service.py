@@ -1,0 +1,162 @@
+"""How a service plugs into the platform, and the runtime that runs it.
+
+Each service declares a :class:`ServiceSpec` and registers it as a Python entry
+point (group ``socialzone.services``). The CLI and the all-in-one process find
+services through that registry, never through imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from fastapi import APIRouter
+from sqlalchemy import MetaData, event
+
+from socialzone_common import db, telemetry
+from socialzone_common.auth import KeyRing
+from socialzone_common.bus import Bus
+from socialzone_common.outbox import OUTBOX_PENDING_FLAG, Relay, backlog
+from socialzone_common.settings import ServiceSettings, load_settings
+from socialzone_common.worker import ConsumerSpec, ConsumerStopped, ConsumerWorker
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "socialzone.services"
+Background = Callable[["ServiceRuntime", asyncio.Event], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # URL prefix, database name, consumer group prefix: "care"
+    title: str
+    description: str
+    migrations: Path
+    metadata: MetaData
+    settings_class: type[ServiceSettings] = ServiceSettings
+    routers: Callable[[], Sequence[APIRouter]] = lambda: ()
+    consumers: Callable[[ServiceRuntime], Sequence[ConsumerSpec]] = lambda runtime: ()
+    background: Sequence[Background] = field(default_factory=tuple)
+
+
+def load_services() -> dict[str, ServiceSpec]:
+    """Every service registered in the ``socialzone.services`` entry point group."""
+    services = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        spec = ep.load()
+        services[spec.name] = spec
+    return dict(sorted(services.items()))
+
+
+class ServiceRuntime:
+    """A service's database, relay, consumers and background tasks in one process."""
+
+    def __init__(self, spec: ServiceSpec, bus: Bus, settings: ServiceSettings | None = None) -> None:
+        self.spec = spec
+        self.settings = settings if settings is not None else load_settings(spec.settings_class)
+        self.bus = bus
+        self.engine = db.create_db_engine(
+            self.settings.database_url_for(spec.name), schema=self.settings.database_schema_for(spec.name),
+            sqlite_synchronous=self.settings.sqlite_synchronous)
+        self.sessions = db.session_factory(self.engine)
+        self.keyring = KeyRing.from_settings(self.settings)
+        self.relay = Relay(service=spec.name, sessions=self.sessions, bus=bus,
+                           batch_size=self.settings.relay_batch_size,
+                           poll_interval_s=self.settings.relay_poll_interval_s,
+                           retention=timedelta(hours=self.settings.outbox_retention_hours))
+        event.listen(self.sessions, "after_commit", self._after_commit)
+        self.workers = [ConsumerWorker(bus=bus, spec=c, sessions=self.sessions, settings=self.settings.consumer,
+                                       inbox_retention_days=self.settings.inbox_retention_days)
+                        for c in spec.consumers(self)]
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    def _after_commit(self, session) -> None:
+        if session.info.pop(OUTBOX_PENDING_FLAG, False):
+            self.relay.wake()
+
+    def migrate(self) -> None:
+        db.run_migrations(self.engine, self.spec.migrations)
+
+    async def start(self, *, relay: bool | None = None, consumers: bool | None = None) -> None:
+        if self.settings.migrate_on_start:
+            await asyncio.to_thread(self.migrate)
+        if self.settings.run_relay if relay is None else relay:
+            self._spawn(f"{self.spec.name}-relay", self.relay.run)
+        if self.settings.run_consumers if consumers is None else consumers:
+            for worker in self.workers:
+                self._spawn(f"{worker.spec.group}-consumer", worker.run)
+            for task in self.spec.background:
+                self._spawn(f"{self.spec.name}-{task.__name__}", lambda stop, t=task: t(self, stop))
+
+    def _spawn(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        self._tasks.append(asyncio.create_task(self._supervise(name, run), name=name))
+
+    async def _supervise(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Restart a crashed loop with backoff; a consumer that stopped itself stays stopped."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await run(self._stop)
+                return
+            except ConsumerStopped:
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s crashed; restarting in %.1fs", name, delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, 30.0)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.to_thread(self.engine.dispose)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency and loop with "ok" or what is wrong."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(db.ping, self.engine)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self.bus.ping(), 3.0)
+            checks["bus"] = "ok"
+        except Exception as exc:
+            checks["bus"] = f"unreachable: {type(exc).__name__}"
+        for worker in self.workers:
+            reason = worker.state.stopped_reason
+            checks[f"consumer:{worker.spec.group}"] = f"stopped: {reason}" if reason else "ok"
+        return checks
+
+    def status(self) -> dict:
+        with self.sessions() as session:
+            pending = backlog(session)
+        telemetry.OUTBOX_BACKLOG.labels(service=self.spec.name).set(pending)
+        return {
+            "service": self.spec.name,
+            "bus": self.bus.kind,
+            "outbox_backlog": pending,
+            "relay_failures": self.relay.failures,
+            "consumers": [
+                {"group": w.spec.group, "topics": list(w.spec.topics), "running": w.state.running,
+                 "handled": w.state.handled, "duplicates": w.state.duplicates,
+                 "dead_lettered": w.state.dead_lettered, "stopped_reason": w.state.stopped_reason}
+                for w in self.workers
+            ],
+        }

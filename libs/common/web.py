@@ -1,0 +1,166 @@
+"""The HTTP side of the platform: each service's FastAPI app, and the host app that
+runs one service (``socialzone serve``) or all of them (``socialzone run``).
+
+Every service app has ``/healthz`` (the process), ``/readyz`` (database, bus and
+consumers), ``/metrics`` (Prometheus) and its API under ``/v1``; the host mounts
+each at ``/<service>`` so a client's URLs are the same in both modes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from socialzone_common import telemetry
+from socialzone_common.auth import require
+from socialzone_common.bus import Bus, create_bus
+from socialzone_common.catalog import TOPICS
+from socialzone_common.deps import RuntimeDep
+from socialzone_common.errors import install_problem_handlers, problem_response
+from socialzone_common.idempotency import IdempotencyMiddleware
+from socialzone_common.service import ServiceRuntime, ServiceSpec
+from socialzone_common.settings import ServiceSettings, load_settings
+
+VERSION = "0.1.0"
+
+
+class _RequestMetrics:
+    """Counts and times requests by route template (not raw path: ids would explode labels)."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def send_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            telemetry.HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
+            telemetry.HTTP_LATENCY.labels(self.service, scope["method"], route).observe(
+                time.perf_counter() - started)
+
+
+def _platform_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["platform"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict:
+        return {"status": "ok", "service": service}
+
+    @router.get("/readyz", summary="Readiness: database, bus and consumers", responses={503: {}})
+    async def readyz(runtime: RuntimeDep) -> Response:
+        checks = await runtime.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(runtime: RuntimeDep) -> Response:
+        runtime.status()  # refreshes the outbox backlog gauge
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @router.get("/v1/status", summary="Relay backlog and consumer groups of this service",
+                dependencies=[require(f"{service}:read")])
+    def status(runtime: RuntimeDep) -> dict:
+        return runtime.status()
+
+    return router
+
+
+def build_service_app(runtime: ServiceRuntime) -> FastAPI:
+    spec = runtime.spec
+    app = FastAPI(title=f"socialzone {spec.title}", description=spec.description, version=VERSION)
+    app.state.runtime = runtime
+    app.state.keyring = runtime.keyring
+    install_problem_handlers(app)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        return problem_response(500, "Internal server error", "the server failed; the error is logged",
+                                instance=request.url.path)
+
+    app.include_router(_platform_router(spec.name))
+    for router in spec.routers():
+        app.include_router(router, prefix="/v1")
+    app.add_middleware(IdempotencyMiddleware, sessions=runtime.sessions)
+    app.add_middleware(_RequestMetrics, service=spec.name)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app
+
+
+def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | None = None,
+                   bus: Bus | None = None, relay: bool | None = None, consumers: bool | None = None,
+                   service_settings: dict[str, ServiceSettings] | None = None) -> FastAPI:
+    """One process hosting ``specs``, each mounted at ``/<name>``, sharing one bus."""
+    settings = settings or load_settings()
+    telemetry.configure(service_name="socialzone" if len(specs) > 1 else f"socialzone-{specs[0].name}",
+                        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+                        log_level=settings.log_level, log_json=settings.log_json)
+    bus = bus or create_bus(settings)
+    service_settings = service_settings or {}
+    runtimes = [ServiceRuntime(spec, bus, service_settings.get(spec.name)) for spec in specs]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await bus.start()
+        if settings.bus == "local" or settings.kafka.create_topics:
+            await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
+                                    | {t.dlq: t.partitions for t in TOPICS.values()})
+        started = []
+        try:
+            for runtime in runtimes:
+                await runtime.start(relay=relay, consumers=consumers)
+                started.append(runtime)
+            yield
+        finally:
+            for runtime in reversed(started):
+                await runtime.stop()
+            await bus.close()
+
+    host = FastAPI(title="socialzone", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    host.state.runtimes = {r.spec.name: r for r in runtimes}
+    host.state.bus = bus
+
+    @host.get("/", include_in_schema=False)
+    async def index() -> dict:
+        return {"services": {r.spec.name: {"title": r.spec.title, "docs": f"/{r.spec.name}/docs",
+                                           "health": f"/{r.spec.name}/healthz"} for r in runtimes},
+                "asyncapi": "/asyncapi.json"}
+
+    @host.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @host.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        checks = {r.spec.name: await r.readiness() for r in runtimes}
+        ready = all(v == "ok" for c in checks.values() for v in c.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @host.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi() -> dict:
+        from socialzone_common.catalog_docs import asyncapi_document
+
+        return asyncapi_document()
+
+    for runtime in runtimes:
+        host.mount(f"/{runtime.spec.name}", build_service_app(runtime))
+    return host

@@ -1,0 +1,191 @@
+"""The consumer worker: poll, handle each event once (inbox), retry, dead-letter, commit.
+
+Records of one partition are handled in order, one transaction each; the offset
+is committed only after the batch's transactions have committed. A record that
+still fails after ``max_attempts`` goes to ``<topic>.dlq`` with the error and its
+origin in headers, and the consumer goes on. More dead letters than ``dlq_limit``
+within ``dlq_window_s`` stop the consumer instead (a bad deploy must not
+dead-letter a whole topic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, delete
+
+from socialzone_common import telemetry
+from socialzone_common.bus import Bus, Consumer, OutgoingMessage, RawMessage, Record
+from socialzone_common.envelope import Envelope, now_utc
+from socialzone_common.inbox import InboxEntry, handle_once
+from socialzone_common.settings import ConsumerSettings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Envelope], None]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A handler subscribed to topics as one consumer group.
+
+    ``types``: the event types it handles; other events on the topics are skipped
+    (and committed). None means every type.
+    """
+
+    group: str
+    topics: Sequence[str]
+    handler: Handler
+    types: frozenset[str] | None = None
+    description: str = ""
+
+
+class ConsumerStopped(RuntimeError):
+    """The worker stopped itself (dead-letter limit reached)."""
+
+
+@dataclass
+class DeadLetter:
+    record: Record
+    error: str
+    attempts: int
+
+
+@dataclass
+class WorkerState:
+    running: bool = False
+    stopped_reason: str | None = None
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    dlq_times: deque = field(default_factory=deque)
+
+
+def dead_letter_message(record: Record, *, group: str, error: str, attempts: int) -> RawMessage:
+    """The original bytes for ``<topic>.dlq``, with the error and origin in headers."""
+    origin = [
+        ("dlq_original_topic", record.topic.encode()),
+        ("dlq_original_partition", str(record.partition).encode()),
+        ("dlq_original_offset", str(record.offset).encode()),
+        ("dlq_consumer_group", group.encode()),
+        ("dlq_error", error[:2000].encode()),
+        ("dlq_attempts", str(attempts).encode()),
+        ("dlq_failed_at", now_utc().isoformat().encode()),
+    ]
+    return RawMessage(f"{record.topic}.dlq", record.key, record.value, list(record.headers) + origin)
+
+
+class ConsumerWorker:
+    def __init__(self, *, bus: Bus, spec: ConsumerSpec, sessions: sessionmaker[Session],
+                 settings: ConsumerSettings, inbox_retention_days: float = 30.0) -> None:
+        self.bus, self.spec, self.sessions, self.settings = bus, spec, sessions, settings
+        self.inbox_retention_days = inbox_retention_days
+        self.state = WorkerState()
+        self.consumer: Consumer | None = None
+
+    # -- handling (in a worker thread: handlers use a blocking database session) --
+
+    def _handle(self, record: Record) -> tuple[str, DeadLetter | None]:
+        envelope = record.envelope
+        if envelope is None:
+            return "dead_lettered", DeadLetter(record, f"undecodable: {record.decode_error}", 0)
+        if self.spec.types is not None and envelope.type not in self.spec.types:
+            return "skipped", None
+        error = ""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            with telemetry.continued_span(f"process {envelope.type}", envelope.traceparent,
+                                          **{"messaging.destination.name": record.topic,
+                                             "messaging.consumer.group.name": self.spec.group,
+                                             "messaging.message.id": envelope.id}) as span:
+                try:
+                    ran = handle_once(self.sessions, group=self.spec.group, envelope=envelope,
+                                      handler=self.spec.handler)
+                    return ("handled" if ran else "duplicate"), None
+                except Exception as exc:  # retried, then dead-lettered: never silently dropped
+                    span.record_exception(exc)
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.warning("group %s failed on %s %s (attempt %d/%d): %s", self.spec.group,
+                                envelope.type, envelope.id, attempt, self.settings.max_attempts, error)
+            if attempt < self.settings.max_attempts:
+                time.sleep(min(self.settings.retry_backoff_max_s,
+                               self.settings.retry_backoff_s * 2 ** (attempt - 1)))
+        return "dead_lettered", DeadLetter(record, error, self.settings.max_attempts)
+
+    def _handle_batch(self, records: Sequence[Record]) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        for record in records:
+            outcome, letter = self._handle(record)
+            event_type = record.envelope.type if record.envelope else "undecodable"
+            telemetry.EVENTS_CONSUMED.labels(group=self.spec.group, type=event_type, outcome=outcome).inc()
+            if outcome == "handled":
+                self.state.handled += 1
+            elif outcome == "duplicate":
+                self.state.duplicates += 1
+            if letter is not None:
+                dead.append(letter)
+        return dead
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Handle a polled batch, dead-letter what failed, then commit the offsets."""
+        assert self.consumer is not None
+        dead = await asyncio.to_thread(self._handle_batch, records)
+        if dead:
+            await self.bus.publish([dead_letter_message(d.record, group=self.spec.group, error=d.error,
+                                                        attempts=d.attempts) for d in dead])
+            self._count_dead_letters(dead)
+        await self.consumer.commit(records)
+
+    def _count_dead_letters(self, dead: list[DeadLetter]) -> None:
+        now = time.monotonic()
+        times = self.state.dlq_times
+        for letter in dead:
+            telemetry.DLQ_MESSAGES.labels(group=self.spec.group, topic=letter.record.topic).inc()
+            log.error("group %s dead-lettered %s[%d]@%d: %s", self.spec.group, letter.record.topic,
+                      letter.record.partition, letter.record.offset, letter.error)
+            times.append(now)
+        self.state.dead_lettered += len(dead)
+        while times and times[0] < now - self.settings.dlq_window_s:
+            times.popleft()
+        if len(times) > self.settings.dlq_limit:
+            raise ConsumerStopped(
+                f"{len(times)} dead letters within {self.settings.dlq_window_s:.0f}s "
+                f"(limit {self.settings.dlq_limit}): consumer {self.spec.group} stopped")
+
+    def _prune_inbox(self) -> None:
+        cutoff = now_utc().timestamp() - self.inbox_retention_days * 86400
+        from datetime import datetime, timezone
+
+        with self.sessions() as session:
+            session.exec(delete(InboxEntry).where(
+                InboxEntry.consumer_group == self.spec.group,
+                InboxEntry.handled_at < datetime.fromtimestamp(cutoff, timezone.utc)))
+            session.commit()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.consumer = self.bus.consumer(group=self.spec.group, topics=self.spec.topics,
+                                          client_id=self.spec.group)
+        await self.consumer.start()
+        self.state.running = True
+        last_housekeeping = 0.0
+        try:
+            while not stop.is_set():
+                records = await self.consumer.poll(max_records=self.settings.batch_size, timeout=0.5)
+                if records:
+                    await self.process(records)
+                if time.monotonic() - last_housekeeping > 15:
+                    last_housekeeping = time.monotonic()
+                    for topic, lag in (await self.consumer.lag()).items():
+                        telemetry.CONSUMER_LAG.labels(group=self.spec.group, topic=topic).set(lag)
+                    await asyncio.to_thread(self._prune_inbox)
+        except ConsumerStopped as exc:
+            self.state.stopped_reason = str(exc)
+            log.critical("%s", exc)
+        finally:
+            self.state.running = False
+            await self.consumer.close()

@@ -1,0 +1,222 @@
+"""One conformance suite, run unchanged against both buses: the local SQLite log and
+Kafka (the real Tansu broker). Each test tells one guarantee the platform relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from socialzone_common.bus import Bus, OutgoingMessage, RawMessage
+from socialzone_common.bus.local import LocalBus
+from socialzone_common.db import create_db_engine, run_migrations, session_factory
+from socialzone_common.envelope import Envelope, header, now_utc
+from socialzone_common.settings import ConsumerSettings, KafkaSettings, LocalBusSettings
+from socialzone_common.worker import ConsumerSpec, ConsumerWorker
+
+DEADLINE_S = 45.0
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(params=["local", pytest.param("kafka", marks=pytest.mark.kafka)])
+def make_bus(request, tmp_path):
+    """A factory of started buses on one shared log (local file or Kafka cluster)."""
+    buses: list[Bus] = []
+
+    async def factory() -> Bus:
+        if request.param == "local":
+            bus: Bus = LocalBus(LocalBusSettings(session_timeout_s=3.0), tmp_path / "bus.db")
+        else:
+            from socialzone_common.bus.kafka import KafkaBus
+
+            bootstrap = request.getfixturevalue("kafka_bootstrap")
+            bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=6000,
+                                         heartbeat_interval_ms=1000))
+        await bus.start()
+        buses.append(bus)
+        return bus
+
+    yield factory
+    for bus in buses:
+        asyncio.get_event_loop_policy()  # keep the loop alive for close below
+    request.node.buses = buses
+
+
+@pytest.fixture(autouse=True)
+async def _close_buses(request):
+    yield
+    for bus in getattr(request.node, "buses", []):
+        await bus.close()
+
+
+def event(key: str, seq: int, **extra) -> Envelope:
+    return Envelope(id=str(uuid.uuid4()), source="conformance", type="test.thing.happened", subject=key,
+                    time=now_utc(), partitionkey=key, data={"key": key, "seq": seq, **extra},
+                    traceparent=extra.pop("traceparent", None) if extra else None)
+
+
+async def new_topic(bus: Bus, partitions: int = 4) -> str:
+    topic = f"conformance.{uuid.uuid4().hex[:10]}"
+    await bus.ensure_topics({topic: partitions})
+    return topic
+
+
+async def drain(consumer, want: int, *, commit: bool = True, deadline_s: float = DEADLINE_S):
+    """Poll until ``want`` records arrived (or the deadline passed)."""
+    got = []
+    deadline = time.monotonic() + deadline_s
+    while len(got) < want and time.monotonic() < deadline:
+        records = await consumer.poll(max_records=500, timeout=0.5)
+        got.extend(records)
+        if commit and records:
+            await consumer.commit(records)
+    return got
+
+
+async def test_one_keys_events_arrive_in_the_order_they_were_published(make_bus):
+    bus = await make_bus()
+    topic = await new_topic(bus)
+    keys = [f"customer-{i}" for i in range(8)]
+    for seq in range(25):  # several publish calls: order must hold across batches too
+        await bus.publish([OutgoingMessage(topic, event(k, seq)) for k in keys])
+    consumer = bus.consumer(group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic])
+    await consumer.start()
+    records = await drain(consumer, 200)
+    await consumer.close()
+
+    seen = defaultdict(list)
+    for record in records:
+        seen[record.envelope.data["key"]].append(record.envelope.data["seq"])
+    assert len(records) == 200
+    assert all(seen[k] == list(range(25)) for k in keys), dict(seen)
+
+
+async def test_records_polled_but_not_committed_are_delivered_again_after_a_crash(make_bus):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=2)
+    await bus.publish([OutgoingMessage(topic, event("c1", i)) for i in range(10)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    crashed = bus.consumer(group=group, topics=[topic])
+    await crashed.start()
+    first = await drain(crashed, 10, commit=False)
+    await crashed.close()  # dies before committing
+
+    survivor = bus.consumer(group=group, topics=[topic])
+    await survivor.start()
+    again = await drain(survivor, 10)
+    await survivor.close()
+    assert [r.envelope.id for r in first] == [r.envelope.id for r in again]
+
+
+async def test_a_group_shares_partitions_and_takes_over_when_a_member_leaves(make_bus):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=4)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    a = bus.consumer(group=group, topics=[topic], client_id="a")
+    b = bus.consumer(group=group, topics=[topic], client_id="b")
+    await a.start()
+    await b.start()
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", i)) for i in range(200)])
+
+    got_a, got_b = [], []
+    deadline = time.monotonic() + DEADLINE_S
+    while len({r.envelope.id for r in got_a + got_b}) < 200 and time.monotonic() < deadline:
+        for consumer, sink in ((a, got_a), (b, got_b)):
+            records = await consumer.poll(max_records=50, timeout=0.2)
+            sink.extend(records)
+            await consumer.commit(records)
+    ids_a = {r.envelope.id for r in got_a}
+    ids_b = {r.envelope.id for r in got_b}
+    assert len(ids_a | ids_b) == 200
+    assert got_a and got_b, "both members should have had partitions"
+    assert {r.partition for r in got_a}.isdisjoint({r.partition for r in got_b})
+
+    await b.close()  # b leaves: a takes over every partition, from the committed offsets
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", 1000 + i)) for i in range(200)])
+    after = await drain(a, 200)
+    await a.close()
+    assert {r.envelope.data["seq"] for r in after} == set(range(1000, 1200))
+    assert len({r.partition for r in after}) == 4
+
+
+async def test_headers_and_trace_context_travel_with_the_event(make_bus):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=1)
+    sent = event("c7", 1).with_traceparent(TRACEPARENT)
+    await bus.publish([OutgoingMessage(topic, sent, headers=[("x-origin", b"conformance")])])
+    consumer = bus.consumer(group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic])
+    await consumer.start()
+    [record] = await drain(consumer, 1)
+    await consumer.close()
+    assert record.envelope == sent
+    assert record.envelope.traceparent == TRACEPARENT
+    assert header(record.headers, "x-origin") == "conformance"
+    assert record.key == b"c7"
+
+
+async def test_a_committed_consumer_restarted_gets_only_what_is_new(make_bus):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=3)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", i)) for i in range(30)])
+    first = bus.consumer(group=group, topics=[topic])
+    await first.start()
+    assert len(await drain(first, 30)) == 30
+    await first.close()
+
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", 100 + i)) for i in range(30)])
+    restarted = bus.consumer(group=group, topics=[topic])
+    await restarted.start()
+    records = await drain(restarted, 30)
+    extra = await restarted.poll(timeout=1.0)
+    await restarted.close()
+    assert sorted(r.envelope.data["seq"] for r in records + extra) == list(range(100, 130))
+
+
+async def test_a_poison_event_is_dead_lettered_with_its_error_and_origin_and_the_rest_go_on(make_bus, tmp_path):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=1)
+    await bus.ensure_topics({f"{topic}.dlq": 1})
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    run_migrations(engine, None)  # the platform tables (inbox) only
+    handled: list[int] = []
+
+    def handler(session, envelope):
+        if envelope.data["seq"] == 2:
+            raise ValueError("cannot handle seq 2")
+        handled.append(envelope.data["seq"])
+
+    await bus.publish([OutgoingMessage(topic, event("c1", i)) for i in range(5)])
+    await bus.publish([RawMessage(topic, b"c1", b"\xff not json", [])])
+    worker = ConsumerWorker(bus=bus, spec=ConsumerSpec(group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic],
+                                                        handler=handler),
+                            sessions=session_factory(engine),
+                            settings=ConsumerSettings(max_attempts=3, retry_backoff_s=0.01))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + DEADLINE_S
+    while worker.state.dead_lettered < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+
+    assert handled == [0, 1, 3, 4]
+    dlq = bus.consumer(group=f"g-{uuid.uuid4().hex[:8]}", topics=[f"{topic}.dlq"])
+    await dlq.start()
+    letters = await drain(dlq, 2)
+    await dlq.close()
+    engine.dispose()
+    assert len(letters) == 2
+    poison, junk = letters
+    assert poison.envelope.data["seq"] == 2
+    assert header(poison.headers, "dlq_error") == "ValueError: cannot handle seq 2"
+    assert header(poison.headers, "dlq_original_topic") == topic
+    assert header(poison.headers, "dlq_original_partition") == "0"
+    assert header(poison.headers, "dlq_original_offset") == "2"
+    assert header(poison.headers, "dlq_attempts") == "3"
+    assert junk.envelope is None and junk.value == b"\xff not json"
+    assert header(junk.headers, "dlq_error").startswith("undecodable")
