@@ -39,8 +39,9 @@ def claim(session: Session, *, group: str, envelope: Envelope) -> bool:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(InboxEntry).values(
         consumer_group=group, source=envelope.source, event_id=envelope.id, handled_at=now_utc(),
-    ).on_conflict_do_nothing()
-    return session.execute(statement).rowcount == 1
+    ).on_conflict_do_nothing().returning(InboxEntry.event_id)
+    # RETURNING, not rowcount: psycopg reports -1 for this statement through SQLAlchemy.
+    return session.execute(statement).first() is not None
 
 
 def handle_once(sessions: sessionmaker[Session], *, group: str, envelope: Envelope, handler: Handler) -> bool:

@@ -115,7 +115,11 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
                         log_level=settings.log_level, log_json=settings.log_json)
     bus = bus or create_bus(settings)
     service_settings = service_settings or {}
-    runtimes = [ServiceRuntime(spec, bus, service_settings.get(spec.name)) for spec in specs]
+    # Each service reads its own settings class; the host's values (environment or
+    # what the caller passed) are the base, the service's own fields come on top.
+    runtimes = [ServiceRuntime(spec, bus, service_settings.get(spec.name)
+                               or load_settings(spec.settings_class, **settings.model_dump()))
+                for spec in specs]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -135,6 +139,7 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
             await bus.close()
 
     host = FastAPI(title="socialzone", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_problem_handlers(host)  # e.g. a 404 for a path outside every service
     host.state.runtimes = {r.spec.name: r for r in runtimes}
     host.state.bus = bus
 

@@ -117,45 +117,55 @@ class ConsumerWorker:
                                self.settings.retry_backoff_s * 2 ** (attempt - 1)))
         return "dead_lettered", DeadLetter(record, error, self.settings.max_attempts)
 
-    def _handle_batch(self, records: Sequence[Record]) -> list[DeadLetter]:
+    def _handle_batch(self, records: Sequence[Record]) -> tuple[list[Record], list[DeadLetter], str | None]:
+        """Handle records in order. Returns the records done (handled, skipped or to be
+        dead-lettered), the dead letters, and why the consumer must stop, if it must:
+        the record that would pass the dead-letter limit is neither dead-lettered nor
+        committed, so it is delivered again once the cause is fixed."""
+        done: list[Record] = []
         dead: list[DeadLetter] = []
         for record in records:
             outcome, letter = self._handle(record)
             event_type = record.envelope.type if record.envelope else "undecodable"
+            if letter is not None:
+                stop_reason = self._dead_letter_budget_exceeded()
+                if stop_reason:
+                    return done, dead, stop_reason
+                dead.append(letter)
             telemetry.EVENTS_CONSUMED.labels(group=self.spec.group, type=event_type, outcome=outcome).inc()
             if outcome == "handled":
                 self.state.handled += 1
             elif outcome == "duplicate":
                 self.state.duplicates += 1
-            if letter is not None:
-                dead.append(letter)
-        return dead
+            done.append(record)
+        return done, dead, None
+
+    def _dead_letter_budget_exceeded(self) -> str | None:
+        now = time.monotonic()
+        times = self.state.dlq_times
+        while times and times[0] < now - self.settings.dlq_window_s:
+            times.popleft()
+        if len(times) >= self.settings.dlq_limit:
+            return (f"more than {self.settings.dlq_limit} dead letters within {self.settings.dlq_window_s:.0f}s: "
+                    f"consumer {self.spec.group} stopped")
+        times.append(now)
+        return None
 
     async def process(self, records: Sequence[Record]) -> None:
         """Handle a polled batch, dead-letter what failed, then commit the offsets."""
         assert self.consumer is not None
-        dead = await asyncio.to_thread(self._handle_batch, records)
+        done, dead, stop_reason = await asyncio.to_thread(self._handle_batch, records)
         if dead:
             await self.bus.publish([dead_letter_message(d.record, group=self.spec.group, error=d.error,
                                                         attempts=d.attempts) for d in dead])
-            self._count_dead_letters(dead)
-        await self.consumer.commit(records)
-
-    def _count_dead_letters(self, dead: list[DeadLetter]) -> None:
-        now = time.monotonic()
-        times = self.state.dlq_times
-        for letter in dead:
-            telemetry.DLQ_MESSAGES.labels(group=self.spec.group, topic=letter.record.topic).inc()
-            log.error("group %s dead-lettered %s[%d]@%d: %s", self.spec.group, letter.record.topic,
-                      letter.record.partition, letter.record.offset, letter.error)
-            times.append(now)
-        self.state.dead_lettered += len(dead)
-        while times and times[0] < now - self.settings.dlq_window_s:
-            times.popleft()
-        if len(times) > self.settings.dlq_limit:
-            raise ConsumerStopped(
-                f"{len(times)} dead letters within {self.settings.dlq_window_s:.0f}s "
-                f"(limit {self.settings.dlq_limit}): consumer {self.spec.group} stopped")
+            for letter in dead:
+                telemetry.DLQ_MESSAGES.labels(group=self.spec.group, topic=letter.record.topic).inc()
+                log.error("group %s dead-lettered %s[%d]@%d: %s", self.spec.group, letter.record.topic,
+                          letter.record.partition, letter.record.offset, letter.error)
+            self.state.dead_lettered += len(dead)
+        await self.consumer.commit(done)
+        if stop_reason:
+            raise ConsumerStopped(stop_reason)
 
     def _prune_inbox(self) -> None:
         cutoff = now_utc().timestamp() - self.inbox_retention_days * 86400

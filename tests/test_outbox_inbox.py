@@ -1,0 +1,218 @@
+"""Transactional outbox, relay and inbox: no event for a rolled-back change, none lost,
+none reordered for a key, and a redelivered event changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from socialzone_common.bus import OutgoingMessage
+from socialzone_common.bus.local import LocalBus
+from socialzone_common.db import create_db_engine, run_migrations, session_factory
+from socialzone_common.envelope import Envelope, now_utc
+from socialzone_common.inbox import handle_once
+from socialzone_common.outbox import OutboxMessage, Relay, backlog, enqueue
+from socialzone_common.settings import LocalBusSettings
+from sqlmodel import select
+
+TOPIC = "outbox.test"
+
+
+def envelope(seq: int, key: str = "customer-1") -> Envelope:
+    return Envelope(id=str(uuid.uuid4()), source="outbox-test", type="test.thing.happened", subject=key,
+                    time=now_utc(), partitionkey=key, data={"seq": seq})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sessions(request, tmp_path):
+    if request.param == "sqlite":
+        engine = create_db_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    else:
+        pg = request.getfixturevalue("pg_settings")
+        engine = create_db_engine(pg.database_url_for("outbox"), schema=pg.database_schema_for("outbox"))
+    run_migrations(engine, None)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE effects (seq INTEGER NOT NULL)"))
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+async def bus(tmp_path):
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+async def published(bus, topic=TOPIC) -> list[Envelope]:
+    consumer = bus.consumer(group=f"reader-{uuid.uuid4().hex[:6]}", topics=[topic])
+    await consumer.start()
+    records = []
+    while batch := await consumer.poll(timeout=0.2):
+        records.extend(batch)
+    await consumer.close()
+    return [r.envelope for r in records]
+
+
+async def test_a_rolled_back_change_publishes_nothing(sessions, bus):
+    with sessions() as session:
+        session.execute(text("INSERT INTO effects VALUES (1)"))
+        enqueue(session, envelope(1), topic=TOPIC)
+        session.rollback()
+    relay = Relay(service="t", sessions=sessions, bus=bus)
+    assert await relay.publish_pending() == 0
+    assert await published(bus) == []
+
+
+async def test_the_relay_publishes_committed_events_in_order_and_marks_them(sessions, bus):
+    for seq in range(5):
+        with sessions() as session:
+            enqueue(session, envelope(seq), topic=TOPIC)
+            session.commit()
+    relay = Relay(service="t", sessions=sessions, bus=bus, batch_size=2)
+    assert [await relay.publish_pending() for _ in range(4)] == [2, 2, 1, 0]
+    assert [e.data["seq"] for e in await published(bus)] == [0, 1, 2, 3, 4]
+    with sessions() as session:
+        assert backlog(session) == 0
+
+
+class FlakyBus:
+    """Fails the first ``failures`` publishes, then behaves."""
+
+    def __init__(self, bus, failures: int) -> None:
+        self.bus, self.failures = bus, failures
+
+    async def publish(self, messages):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+        await self.bus.publish(messages)
+
+
+async def test_a_bus_outage_keeps_every_event_and_retries_the_batch_in_the_same_order(sessions, bus):
+    with sessions() as session:
+        for seq in range(3):
+            enqueue(session, envelope(seq), topic=TOPIC)
+        session.commit()
+    relay = Relay(service="t", sessions=sessions, bus=FlakyBus(bus, failures=2), max_backoff_s=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    for _ in range(100):
+        with sessions() as session:
+            if backlog(session) == 0:
+                break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert relay.failures == 2
+    assert [e.data["seq"] for e in await published(bus)] == [0, 1, 2]
+    with sessions() as session:
+        rows = session.exec(select(OutboxMessage)).all()
+    assert {row.attempts for row in rows} == {3}
+
+
+async def test_a_crash_between_publish_and_mark_duplicates_the_event_and_the_inbox_absorbs_it(sessions, bus):
+    with sessions() as session:
+        enqueue(session, envelope(7), topic=TOPIC)
+        session.commit()
+    crashing = Relay(service="t", sessions=sessions, bus=bus)
+
+    def crash(*args, **kwargs):
+        raise SystemExit("killed after publishing, before marking")
+
+    crashing._mark = crash
+    with pytest.raises(SystemExit):
+        await crashing.publish_pending()
+    assert await Relay(service="t", sessions=sessions, bus=bus).publish_pending() == 1  # after restart
+
+    copies = await published(bus)
+    assert len(copies) == 2 and copies[0].id == copies[1].id
+    for copy in copies:
+        handle_once(sessions, group="consumer", envelope=copy,
+                    handler=lambda s, e: s.execute(text("INSERT INTO effects VALUES (:q)"), {"q": e.data["seq"]}))
+    with sessions() as session:
+        assert session.execute(text("SELECT seq FROM effects")).scalars().all() == [7]
+
+
+def test_a_redelivered_event_changes_nothing(sessions):
+    event = envelope(3)
+
+    def handler(session, e):
+        session.execute(text("INSERT INTO effects VALUES (:q)"), {"q": e.data["seq"]})
+
+    assert handle_once(sessions, group="g", envelope=event, handler=handler) is True
+    assert handle_once(sessions, group="g", envelope=event, handler=handler) is False
+    assert handle_once(sessions, group="other-group", envelope=event, handler=handler) is True
+    with sessions() as session:
+        assert session.execute(text("SELECT count(*) FROM effects")).scalar() == 2
+
+
+def test_a_failing_handler_leaves_no_inbox_row_so_the_retry_runs(sessions):
+    event = envelope(4)
+    calls = []
+
+    def flaky(session, e):
+        calls.append(1)
+        session.execute(text("INSERT INTO effects VALUES (:q)"), {"q": e.data["seq"]})
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+
+    with pytest.raises(RuntimeError):
+        handle_once(sessions, group="g", envelope=event, handler=flaky)
+    assert handle_once(sessions, group="g", envelope=event, handler=flaky) is True
+    with sessions() as session:
+        assert session.execute(text("SELECT seq FROM effects")).scalars().all() == [4]
+
+
+@pytest.mark.postgres
+def test_the_same_event_handled_concurrently_on_postgres_takes_effect_once(pg_settings):
+    engine = create_db_engine(pg_settings.database_url_for("inbox"), schema=pg_settings.database_schema_for("inbox"))
+    run_migrations(engine, None)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE effects (seq INTEGER NOT NULL)"))
+    sessions = session_factory(engine)
+    event = envelope(9)
+    barrier = threading.Barrier(4)
+    results = []
+
+    def handler(session, e):
+        session.execute(text("INSERT INTO effects VALUES (:q)"), {"q": e.data["seq"]})
+
+    def deliver():
+        barrier.wait()
+        results.append(handle_once(sessions, group="g", envelope=event, handler=handler))
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM effects")).scalar() == 1
+    engine.dispose()
+    assert sorted(results) == [False, False, False, True]
+
+
+@pytest.mark.postgres
+async def test_the_relay_picks_rows_by_state_so_a_late_commit_with_a_lower_id_is_not_skipped(pg_settings, bus):
+    engine = create_db_engine(pg_settings.database_url_for("relay"), schema=pg_settings.database_schema_for("relay"))
+    run_migrations(engine, None)
+    sessions = session_factory(engine)
+    slow, fast = sessions(), sessions()
+    enqueue(slow, envelope(1, key="a"), topic=TOPIC)
+    slow.flush()  # takes the lower id, commits later
+    enqueue(fast, envelope(2, key="b"), topic=TOPIC)
+    fast.commit()
+    relay = Relay(service="t", sessions=sessions, bus=bus)
+    assert await relay.publish_pending() == 1
+    slow.commit()
+    assert await relay.publish_pending() == 1
+    slow.close()
+    fast.close()
+    engine.dispose()
+    assert sorted(e.data["seq"] for e in await published(bus)) == [1, 2]
