@@ -216,3 +216,24 @@ async def test_the_relay_picks_rows_by_state_so_a_late_commit_with_a_lower_id_is
     fast.close()
     engine.dispose()
     assert sorted(e.data["seq"] for e in await published(bus)) == [1, 2]
+
+
+@pytest.mark.postgres
+async def test_only_one_relay_per_postgres_schema_publishes_the_others_stand_by(pg_settings, bus):
+    engine = create_db_engine(pg_settings.database_url_for("lead"), schema=pg_settings.database_schema_for("lead"))
+    run_migrations(engine, None)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        enqueue(session, envelope(1), topic=TOPIC)
+        session.commit()
+    first, second = Relay(service="t", sessions=sessions, bus=bus), Relay(service="t", sessions=sessions, bus=bus)
+    stop = asyncio.Event()
+    leader = await first._lead(stop)
+    standby = asyncio.create_task(second._lead(stop))
+    await asyncio.sleep(0.5)
+    assert leader is not None and not standby.done()
+    leader.close()  # the leader dies: its lock goes with its connection
+    follower = await asyncio.wait_for(standby, 10)
+    assert follower is not None
+    follower.close()
+    engine.dispose()

@@ -145,6 +145,33 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        leadership = await self._lead(stop)
+        try:
+            await self._relay(stop)
+        finally:
+            if leadership is not None:
+                await asyncio.to_thread(leadership.close)
+
+    async def _lead(self, stop: asyncio.Event):
+        """On PostgreSQL, several replicas may run a relay for one schema: an advisory
+        lock lets one publish and keeps the others standing by, so one key's events
+        are never published by two relays at once. (SQLite has one process.)"""
+        engine = self.sessions.kw["bind"]
+        if engine.dialect.name != "postgresql":
+            return None
+        while not stop.is_set():
+            connection = await asyncio.to_thread(engine.connect)
+            got = await asyncio.to_thread(lambda: connection.execute(text(
+                "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.socialzone-relay'))")).scalar())
+            if got:
+                await asyncio.to_thread(connection.commit)
+                log.info("relay %s is the leader for its schema", self.service)
+                return connection
+            await asyncio.to_thread(connection.close)
+            await _sleep_unless(stop, 5.0)
+        return None
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         backoff = 0.0
         pruned_at = 0.0
         while not stop.is_set():

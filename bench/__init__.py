@@ -1,0 +1,1 @@
+"""Benchmarks: ``make bench`` runs all, ``make bench BENCH=bus`` one of them."""
