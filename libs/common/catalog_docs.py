@@ -75,7 +75,7 @@ def json_schema(entry: CatalogEntry) -> Schema:
         "description": entry.summary,
         "type": "object",
         "properties": {**_envelope_attributes(entry), "data": data},
-        "required": _REQUIRED_ATTRIBUTES,
+        "required": list(_REQUIRED_ATTRIBUTES),
         "additionalProperties": False,
     }
     if defs:
@@ -254,9 +254,9 @@ class _Comparison:
         old_values, new_values = _enum(old), _enum(new)
         if new_values is not None:
             if old_values is None:
-                self.problems.append(f"{path}: type changed: now restricted to {sorted(new_values)}")
+                self.problems.append(f"{path}: type changed: now restricted to {_listing(new_values)}")
             elif old_values - new_values:
-                self.problems.append(f"{path}: type changed: values {sorted(old_values - new_values)} "
+                self.problems.append(f"{path}: type changed: {_listing(old_values - new_values)} "
                                      "no longer allowed")
         if json_type == "object":
             self.compare_objects(old, new, path)
@@ -339,7 +339,12 @@ def _types(branches: dict[str, list[Schema]]) -> str:
     return "|".join(sorted(branches))
 
 
+def _listing(values: set[str]) -> str:
+    return ", ".join(sorted(values))
+
+
 def _enum(schema: Schema) -> set[str] | None:
+    """The allowed values (as JSON text, so that 1 and true stay apart), or None: any."""
     if "const" in schema:
         return {json.dumps(schema["const"], sort_keys=True)}
     if "enum" in schema:

@@ -32,7 +32,9 @@ class DecodeError(ValueError):
 class Envelope(BaseModel):
     """A CloudEvent with the ``partitionkey`` and ``traceparent`` extensions."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # extra="ignore": a CloudEvents extension this code does not know yet must not
+    # send every event to the DLQ (consumers tolerate unknown extensions).
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str = Field(min_length=1)
     source: str = Field(min_length=1)
@@ -150,7 +152,10 @@ def from_binary(headers: Headers, value: bytes | None) -> Envelope:
     attributes: dict[str, Any] = {}
     for name, raw in headers or ():
         if name.startswith("ce_") and raw is not None:
-            attributes[name[3:]] = raw.decode(errors="replace")
+            try:
+                attributes[name[3:]] = raw.decode()
+            except UnicodeDecodeError as exc:  # never "repair" an id or key into another one
+                raise DecodeError(f"header {name} is not UTF-8") from exc
     if "id" not in attributes:
         raise DecodeError("record has no ce_id header: not a binary-mode CloudEvent")
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from socialzone_common.catalog import RAW_INTERACTIONS
 from socialzone_common.events.common import Id, Interaction, ZoneEvent
@@ -34,9 +34,10 @@ class InteractionRetracted(ZoneEvent, type="ingest.interaction.retracted", topic
     subject_field: ClassVar[str] = "author_key"
 
     interaction_id: Id
-    author_key: str
+    author_key: Id
     """The author key the interaction was recorded under (``Author.key``)."""
-    source: str
+    source: str = Field(min_length=1, max_length=64)
+    """The interaction's source, as in ``Interaction.source``."""
     external_id: str | None = None
     retracted_at: AwareDatetime
     """When the source reported the deletion."""
