@@ -33,16 +33,15 @@ def make_bus(request, tmp_path):
             from socialzone_common.bus.kafka import KafkaBus
 
             bootstrap = request.getfixturevalue("kafka_bootstrap")
-            bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=6000,
-                                         heartbeat_interval_ms=1000))
+            # Tansu holds a group join for half the session timeout: keep it short.
+            bus = KafkaBus(KafkaSettings(bootstrap_servers=bootstrap, session_timeout_ms=2000,
+                                         heartbeat_interval_ms=250))
         await bus.start()
         buses.append(bus)
         return bus
 
-    yield factory
-    for bus in buses:
-        asyncio.get_event_loop_policy()  # keep the loop alive for close below
     request.node.buses = buses
+    yield factory
 
 
 @pytest.fixture(autouse=True)

@@ -87,17 +87,20 @@ class KafkaBus(Bus):
         if self._producer is None:
             raise RuntimeError("KafkaBus.publish before start()")
         deliveries = []
-        for message in messages:
-            if isinstance(message, OutgoingMessage):
-                key, headers, value = to_binary(message.envelope)
-                headers = headers + list(message.headers)
-            else:
-                key, headers, value = message.key, list(message.headers), message.value
-            # No partition given: the default partitioner hashes the key (murmur2).
-            deliveries.append(await self._producer.send(message.topic, value=value, key=key, headers=headers))
-        # Wait for every acknowledgement, even after a failure, so that no delivery
-        # outcome goes unobserved; then report the first failure.
-        results = await asyncio.gather(*deliveries, return_exceptions=True)
+        try:
+            for message in messages:
+                if isinstance(message, OutgoingMessage):
+                    key, headers, value = to_binary(message.envelope)
+                    headers = headers + list(message.headers)
+                else:
+                    key, headers, value = message.key, list(message.headers), message.value
+                # No partition given: the default partitioner hashes the key (murmur2).
+                deliveries.append(await self._producer.send(message.topic, value=value, key=key, headers=headers))
+        finally:
+            # Wait for every acknowledgement, even when a later message failed to queue,
+            # so that no delivery outcome goes unobserved. A caller that retries after a
+            # failure may append some messages twice: consumers are idempotent.
+            results = await asyncio.gather(*deliveries, return_exceptions=True)
         failures = [result for result in results if isinstance(result, BaseException)]
         if failures:
             raise failures[0]
@@ -117,8 +120,8 @@ class KafkaBus(Bus):
         if not self._settings.create_topics or not topics:
             return  # production declares topics as Strimzi KafkaTopic resources
         admin = AIOKafkaAdminClient(**self._options, client_id=f"{self._settings.client_id}-admin")
-        await admin.start()
         try:
+            await admin.start()
             existing = set(await admin.list_topics())
             missing = [
                 NewTopic(name, partitions, self._replication_factor())
@@ -128,14 +131,14 @@ class KafkaBus(Bus):
                 return
             response = await admin.create_topics(missing)
             # create_topics reports per-topic errors in the response instead of raising.
-            for topic, code, *_ in response.topic_errors:
+            for topic, code, *message in response.topic_errors:
                 if code == 0:
                     log.info("created topic %s", topic)
                     continue
                 error = for_code(code)
                 if error is TopicAlreadyExistsError:
                     continue  # another replica created it in the meantime
-                raise error(f"cannot create topic {topic}")
+                raise error(f"cannot create topic {topic}: {message[0] if message else ''}")
         finally:
             await admin.close()
 
@@ -245,4 +248,6 @@ class KafkaConsumer(Consumer):
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()  # commits nothing; leaves the group at once
+            # Commits nothing; sends LeaveGroup so the partitions move at once. (aiokafka
+            # skips that in generation 0, Tansu's first: there the session timeout frees them.)
+            await consumer.stop()
