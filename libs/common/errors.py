@@ -89,8 +89,16 @@ def field_path(loc: tuple | list) -> str:
     return text or "body"
 
 
+def _error_item(error: dict[str, Any]) -> dict[str, str]:
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset where a field would be: ("body", 17).
+        reason = (error.get("ctx") or {}).get("error") or "not valid JSON"
+        return {"field": "body", "message": f"{error.get('msg', 'JSON decode error')}: {reason}"}
+    return {"field": field_path(error.get("loc", ())), "message": error.get("msg", "invalid")}
+
+
 def validation_problem(errors: list[dict[str, Any]], *, instance: str | None = None) -> JSONResponse:
-    items = [{"field": field_path(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in errors]
+    items = [_error_item(e) for e in errors]
     first = items[0] if items else {"field": "body", "message": "invalid"}
     return problem_response(HTTP_422_UNPROCESSABLE_CONTENT, "Invalid input",
                             f"{first['field']}: {first['message']}", slug="validation",

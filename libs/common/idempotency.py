@@ -3,8 +3,9 @@
 The first request with a key runs and its response (if not a 5xx) is stored; a
 retry with the same key and the same request gets the stored response again
 (``Idempotent-Replayed: true``) without running twice; the same key with a
-different request is a 422; a retry while the first is still running is a 409.
-Keys are scoped to the caller's credentials and expire after ``ttl``.
+different request is a 422; a retry while the first is still running is a 409
+(after ``lock_timeout`` the first is taken for dead, e.g. its process was killed,
+and the retry runs). Keys are scoped to the caller's credentials and expire after ``ttl``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import Column, LargeBinary, delete
+from sqlalchemy import Column, LargeBinary, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session
@@ -42,15 +43,18 @@ class IdempotencyRecord(PlatformTable, table=True):
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, *, sessions: sessionmaker[Session], ttl: timedelta = timedelta(hours=24)):
-        self.app, self.sessions, self.ttl = app, sessions, ttl
+    def __init__(self, app: ASGIApp, *, sessions: sessionmaker[Session], ttl: timedelta = timedelta(hours=24),
+                 lock_timeout: timedelta = timedelta(minutes=5)):
+        self.app, self.sessions, self.ttl, self.lock_timeout = app, sessions, ttl, lock_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         key = headers.get(HEADER, b"").decode(errors="replace").strip()
-        if not key:
+        if not key or b"authorization" not in headers:
+            # Without credentials the request is refused anyway: nothing to remember,
+            # and anonymous callers must not be able to fill the table.
             return await self.app(scope, receive, send)
         if len(key) > MAX_KEY_LENGTH:
             return await _send_problem(scope, receive, send, 422, "Idempotency-Key",
@@ -86,8 +90,10 @@ class IdempotencyMiddleware:
         except BaseException:
             await asyncio.to_thread(self._forget, caller, key)
             raise
-        if captured["status"] >= 500:
-            await asyncio.to_thread(self._forget, caller, key)  # a server error may be retried for real
+        if captured["status"] >= 500 or captured["status"] in (401, 403):
+            # A server error may be retried for real; so may a request refused for its
+            # credentials (the caller fixes its key and retries with the same key).
+            await asyncio.to_thread(self._forget, caller, key)
         else:
             await asyncio.to_thread(self._finish, caller, key, captured)
 
@@ -99,7 +105,16 @@ class IdempotencyMiddleware:
             if existing is not None:
                 if existing.fingerprint != fingerprint:
                     return "mismatch", None
-                return ("replay", existing) if existing.status_code is not None else ("in_progress", None)
+                if existing.status_code is not None:
+                    return "replay", existing
+                # Still running, unless it started so long ago that its process must have died.
+                taken = session.exec(update(IdempotencyRecord).where(
+                    IdempotencyRecord.caller == caller, IdempotencyRecord.key == key,
+                    IdempotencyRecord.status_code.is_(None),
+                    IdempotencyRecord.created_at < now_utc() - self.lock_timeout,
+                ).values(created_at=now_utc()).execution_options(synchronize_session=False))
+                session.commit()
+                return ("run", None) if taken.rowcount else ("in_progress", None)
             session.add(IdempotencyRecord(caller=caller, key=key, fingerprint=fingerprint))
             try:
                 session.commit()

@@ -23,13 +23,20 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    """The position a cursor stands for; a 422 naming ``cursor`` when it is not one of ours."""
+def decode_cursor(cursor: str | None, *, expect: dict[str, type] | None = None) -> dict[str, Any] | None:
+    """The position a cursor stands for; a 422 naming ``cursor`` when it is not one of ours.
+
+    A cursor is not signed: pass ``expect`` (key -> type, e.g. ``{"id": int}``) so that an
+    edited one is a 422 here rather than a 500 in the query that uses it.
+    """
     if not cursor:
         return None
     try:
         position = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, orjson.JSONDecodeError):
+        position = None
+    if expect is not None and isinstance(position, dict) and not (
+            position.keys() == expect.keys() and all(type(position[k]) is t for k, t in expect.items())):
         position = None
     if not isinstance(position, dict):
         raise Unprocessable("cursor: not a cursor returned by this API", errors=[

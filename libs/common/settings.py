@@ -6,12 +6,13 @@ Built by :func:`load_settings`, never as an import-time global.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
 
 DEFAULT_SECRETS_DIR = "/run/secrets/socialzone"
 DEV_PLACEHOLDER_SECRET = "change-me"
@@ -30,6 +31,8 @@ class KafkaSettings(BaseModel):
     # Topics are declared as Strimzi KafkaTopic resources in production; the
     # services create them from the catalog only where this allows it.
     create_topics: bool = True
+    # Used only when the services create topics themselves (create_topics).
+    replication_factor: int = Field(default=1, ge=1)
     request_timeout_ms: int = 30_000
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -51,7 +54,7 @@ class ApiKey(BaseModel):
     name: str
     scopes: list[str]
     key: SecretStr | None = None
-    sha256: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiKey:
@@ -113,14 +116,29 @@ class ServiceSettings(BaseSettings):
     # Service-to-service HTTP (httpx) timeout.
     http_timeout_s: float = 2.0
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource):
+        # A secret file is named after its field (``admin_key``, ``api_keys``), as Docker
+        # and Kubernetes mount them; a file named like the variable (``SOCIALZONE_ADMIN_KEY``) works too.
+        secrets_dir = getattr(file_secret_settings, "secrets_dir", None)
+        by_field_name = SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir, env_prefix="")
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, by_field_name
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> ServiceSettings:
         if self.environment != "production":
             return self
-        if self.admin_key and self.admin_key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET):
+        # ``is not None``: an empty SecretStr is falsy, and "" is a default secret too.
+        if self.admin_key is not None and self.admin_key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET):
             raise ValueError("admin_key: refusing to start in production with a default secret")
+        placeholder_digest = hashlib.sha256(DEV_PLACEHOLDER_SECRET.encode()).hexdigest()
         for key in self.api_keys:
-            if key.key is not None and key.key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET):
+            if (key.key is not None and key.key.get_secret_value() in ("", DEV_PLACEHOLDER_SECRET)) or (
+                    key.sha256 is not None and key.sha256.lower() == placeholder_digest):
                 raise ValueError(f"api_keys: {key.name!r} uses a default secret in production")
         if self.admin_key is None and not self.api_keys:
             raise ValueError("api_keys: production needs at least one API key or SOCIALZONE_ADMIN_KEY")

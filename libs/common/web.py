@@ -8,12 +8,14 @@ each at ``/<service>`` so a client's URLs are the same in both modes.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,6 +31,7 @@ from socialzone_common.service import ServiceRuntime, ServiceSpec
 from socialzone_common.settings import ServiceSettings, load_settings
 
 VERSION = "0.1.0"
+log = logging.getLogger(__name__)
 
 
 class _RequestMetrics:
@@ -36,6 +39,20 @@ class _RequestMetrics:
 
     def __init__(self, app: ASGIApp, *, service: str) -> None:
         self.app, self.service = app, service
+        self._templates: dict[int, str] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        """The matched route's path with its router prefix: ``/v1/widgets/{widget_id}``.
+
+        ``scope["route"]`` is the route as its router declared it (``/widgets/{widget_id}``);
+        FastAPI resolves prefixes of included routers lazily, so map each to its full path once.
+        """
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        if self._templates is None:
+            self._templates = {id(c.original_route): c.path for c in iter_route_contexts(scope["app"].routes)}
+        return self._templates.get(id(route)) or getattr(route, "path", "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +68,7 @@ class _RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = self._template(scope)
             telemetry.HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
             telemetry.HTTP_LATENCY.labels(self.service, scope["method"], route).observe(
                 time.perf_counter() - started)
@@ -93,6 +110,7 @@ def build_service_app(runtime: ServiceRuntime) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(500, "Internal server error", "the server failed; the error is logged",
                                 instance=request.url.path)
 

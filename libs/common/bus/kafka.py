@@ -124,7 +124,7 @@ class KafkaBus(Bus):
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, partitions, self._replication_factor())
+                NewTopic(name, partitions, self._settings.replication_factor)
                 for name, partitions in sorted(topics.items()) if name not in existing
             ]
             if not missing:
@@ -141,10 +141,6 @@ class KafkaBus(Bus):
                 raise error(f"cannot create topic {topic}: {message[0] if message else ''}")
         finally:
             await admin.close()
-
-    def _replication_factor(self) -> int:
-        # A field of KafkaSettings where it declares one; a single broker needs 1.
-        return getattr(self._settings, "replication_factor", 1)
 
 
 class KafkaConsumer(Consumer):
