@@ -219,3 +219,26 @@ async def test_a_poison_event_is_dead_lettered_with_its_error_and_origin_and_the
     assert header(poison.headers, "dlq_attempts") == "3"
     assert junk.envelope is None and junk.value == b"\xff not json"
     assert header(junk.headers, "dlq_error").startswith("undecodable")
+
+
+async def test_the_local_log_forgets_what_is_older_than_its_retention(tmp_path):
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    topic = await new_topic(bus, partitions=2)
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", i)) for i in range(20)])
+    cutoff = time.time()
+    await asyncio.sleep(0.01)
+    await bus.publish([OutgoingMessage(topic, event(f"k{i}", 100 + i)) for i in range(20)])
+
+    removed = await asyncio.to_thread(bus.store.prune, cutoff)
+    consumer = bus.consumer(group="late-reader", topics=[topic])
+    await consumer.start()
+    records = await drain(consumer, 20)
+    await consumer.close()
+    await bus.publish([OutgoingMessage(topic, event("k1", 999))])  # offsets go on after pruning
+    offsets = await asyncio.to_thread(bus.store.read, topic, 0, 0, 100) + \
+        await asyncio.to_thread(bus.store.read, topic, 1, 0, 100)
+    await bus.close()
+    assert removed == 20
+    assert sorted(r.envelope.data["seq"] for r in records) == list(range(100, 120))
+    assert max(o[0] for o in offsets) >= 20

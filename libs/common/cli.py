@@ -12,7 +12,8 @@ from rich.console import Console
 
 app = typer.Typer(help="socialzone: one stream of social impact zone events for every department.",
                   no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+# soft_wrap: a printed path stays on one line even in a narrow or non-terminal stderr (logs).
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _services(names: list[str] | None = None):
@@ -41,6 +42,9 @@ def _serve(specs, *, relay: bool | None = None, consumers: bool | None = None) -
         path, created = ensure_local_admin_key(settings)
         console.print(f"[bold]admin API key[/] {'created in' if created else 'in'} {path.resolve()} "
                       f"(use: Authorization: Bearer $(cat {path}))")
+    from socialzone_common.service import tune_gc
+
+    tune_gc()
     host = build_host_app(specs, settings=settings, relay=relay, consumers=consumers)
     console.print(f"socialzone on http://{settings.host}:{settings.port} "
                   f"({', '.join('/' + s.name for s in specs)}), data in {settings.data_dir.resolve()}, "

@@ -8,7 +8,7 @@ Two wire forms:
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import orjson
@@ -74,6 +74,8 @@ def _time_text(value: datetime) -> str:
 _OPTIONAL_TEXT = ("subject", "dataschema", "traceparent")
 _ALL_ATTRIBUTES = tuple(Envelope.model_fields)
 _KNOWN = frozenset(_ALL_ATTRIBUTES)
+_FIELDS_SET = set(_ALL_ATTRIBUTES)
+_ZERO = timedelta(0)
 
 
 def _trusted(attributes: dict[str, Any]) -> Envelope | None:
@@ -97,8 +99,16 @@ def _trusted(attributes: dict[str, Any]) -> Envelope | None:
     if time.tzinfo is None:
         return None
     values = {name: attributes.get(name) for name in _ALL_ATTRIBUTES}
-    values.update(time=time.astimezone(timezone.utc), datacontenttype=JSON, specversion=SPECVERSION)
-    return Envelope.model_construct(**values)
+    values.update(time=time if time.utcoffset() == _ZERO else time.astimezone(timezone.utc),
+                  datacontenttype=JSON, specversion=SPECVERSION)
+    # What model_construct does, without its per-field default handling (4x faster):
+    # every field is present and already checked above.
+    envelope = Envelope.__new__(Envelope)
+    object.__setattr__(envelope, "__dict__", values)
+    object.__setattr__(envelope, "__pydantic_fields_set__", set(_FIELDS_SET))
+    object.__setattr__(envelope, "__pydantic_extra__", None)
+    object.__setattr__(envelope, "__pydantic_private__", None)
+    return envelope
 
 
 def _validated(attributes: dict[str, Any], what: str) -> Envelope:

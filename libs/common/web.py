@@ -8,6 +8,7 @@ each at ``/<service>`` so a client's URLs are the same in both modes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -150,6 +151,7 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
             for runtime in runtimes:
                 await runtime.start(relay=relay, consumers=consumers)
                 started.append(runtime)
+            gc.freeze()  # what start-up built lives as long as the process: stop rescanning it
             yield
         finally:
             for runtime in reversed(started):
