@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import registry, sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,12 +59,15 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
             cursor.close()
 
         return engine
-    connect_args = {"options": f"-csearch_path={schema},public"} if schema else {}
-    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=10)
     if schema:
-        with engine.begin() as conn:
+        # Create the schema before the service's engine first connects, so that the
+        # engine sees its own schema as the default one from its first connection on.
+        bootstrap = create_engine(url, poolclass=NullPool)
+        with bootstrap.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-    return engine
+        bootstrap.dispose()
+    connect_args = {"options": f"-csearch_path={schema},public"} if schema else {}
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -105,10 +109,16 @@ def run_alembic_env(target_metadata: MetaData) -> None:
     from alembic import context
 
     connection = context.config.attributes["connection"]
+    # On PostgreSQL the version table lives in the service's own schema (the first on
+    # the search path): found by visibility alone, one left in ``public`` would pass
+    # for this service's and leave its schema without tables.
+    version_table_schema = (connection.execute(text("SELECT current_schema()")).scalar()
+                            if connection.dialect.name == "postgresql" else None)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         version_table=context.config.attributes.get("version_table", "alembic_version"),
+        version_table_schema=version_table_schema,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
         compare_type=True,
     )

@@ -47,7 +47,8 @@ async def tail_topic(topic: str, *, from_beginning: bool, types: set[str], custo
     await bus.start()
     # A throw-away group: tailing never moves another group's offsets.
     consumer = bus.consumer(group=f"tail-{uuid.uuid4().hex[:12]}", topics=[topic],
-                            start_from="earliest" if from_beginning else "latest", client_id="tail")
+                            start_from="earliest" if from_beginning else "latest", client_id="tail",
+                            ephemeral=True)
     await consumer.start()
     shown, idle_since = 0, time.monotonic()
     try:

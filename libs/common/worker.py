@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Status, StatusCode
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, delete
 
@@ -108,8 +109,9 @@ class ConsumerWorker:
                                       handler=self.spec.handler)
                     return ("handled" if ran else "duplicate"), None
                 except Exception as exc:  # retried, then dead-lettered: never silently dropped
-                    span.record_exception(exc)
                     error = f"{type(exc).__name__}: {exc}"
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, error))
                     log.warning("group %s failed on %s %s (attempt %d/%d): %s", self.spec.group,
                                 envelope.type, envelope.id, attempt, self.settings.max_attempts, error)
             if attempt < self.settings.max_attempts:

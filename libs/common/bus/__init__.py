@@ -98,7 +98,9 @@ class Bus(ABC):
 
     @abstractmethod
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None) -> Consumer: ...
+                 client_id: str | None = None, ephemeral: bool = False) -> Consumer:
+        """A group member. ``ephemeral``: a throw-away group (``socialzone tail``) whose
+        offsets are forgotten when it closes, where the bus can forget them."""
 
     @abstractmethod
     async def ping(self) -> None:

@@ -106,7 +106,8 @@ class KafkaBus(Bus):
             raise failures[0]
 
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None) -> KafkaConsumer:
+                 client_id: str | None = None, ephemeral: bool = False) -> KafkaConsumer:
+        # Kafka expires the offsets of an empty group by itself (offsets.retention.minutes).
         return KafkaConsumer(self._settings, self._options, group=group, topics=topics,
                              start_from=start_from, client_id=client_id)
 

@@ -197,10 +197,13 @@ class _Log:
             row = self._reader.execute("SELECT generation FROM groups WHERE grp=?", (group,)).fetchone()
         return row[0] if row else -1
 
-    def leave(self, group: str, member: str) -> None:
+    def leave(self, group: str, member: str, *, forget_group: bool = False) -> None:
         with self._lock:
             if self._db.execute("DELETE FROM members WHERE grp=? AND member=?", (group, member)).rowcount:
                 self._db.execute("UPDATE groups SET generation=generation+1 WHERE grp=?", (group,))
+            if forget_group:
+                self._db.execute("DELETE FROM group_offsets WHERE grp=?", (group,))
+                self._db.execute("DELETE FROM groups WHERE grp=?", (group,))
 
     def prune(self, older_than: float) -> int:
         """Delete the messages appended before ``older_than``: a prefix of ``seq``, found
@@ -284,9 +287,9 @@ class LocalBus(Bus):
                 pass
 
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None) -> Consumer:
+                 client_id: str | None = None, ephemeral: bool = False) -> Consumer:
         return LocalConsumer(self, group=group, topics=list(topics), start_from=start_from,
-                             member=f"{client_id or 'member'}-{uuid.uuid4().hex[:12]}")
+                             member=f"{client_id or 'member'}-{uuid.uuid4().hex[:12]}", ephemeral=ephemeral)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)
@@ -328,8 +331,9 @@ class LocalConsumer(Consumer):
     IDLE_RECHECK_S = 0.05  # other processes may append: look again this often
 
     def __init__(self, bus: LocalBus, *, group: str, topics: list[str], start_from: StartFrom,
-                 member: str) -> None:
+                 member: str, ephemeral: bool = False) -> None:
         self.bus, self.group, self.topics, self.start_from, self.member = bus, group, topics, start_from, member
+        self.ephemeral = ephemeral
         self._assigned: list[tuple[str, int]] = []
         self._positions: dict[tuple[str, int], int] = {}
         self._generation = -1
@@ -428,4 +432,4 @@ class LocalConsumer(Consumer):
     async def close(self) -> None:
         self._closed = True
         if self.bus._log is not None:
-            await asyncio.to_thread(self.bus.store.leave, self.group, self.member)
+            await asyncio.to_thread(self.bus.store.leave, self.group, self.member, forget_group=self.ephemeral)
