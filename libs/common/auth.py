@@ -78,7 +78,7 @@ def ensure_local_admin_key(settings: ServiceSettings) -> tuple[Path, bool]:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`")
 
 
-def _principal(request: Request,
+async def _principal(request: Request,
                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("an API key is required: send Authorization: Bearer <key>",
@@ -94,7 +94,7 @@ def _principal(request: Request,
 def require(scope: str):
     """A dependency that returns the caller, if it holds ``scope`` (401 / 403 otherwise)."""
 
-    def _check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    async def _check(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
         if not principal.allows(scope):
             raise Forbidden(f"this key lacks the scope {scope!r}", required_scope=scope)
         return principal

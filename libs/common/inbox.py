@@ -44,6 +44,34 @@ def claim(session: Session, *, group: str, envelope: Envelope) -> bool:
     return session.execute(statement).first() is not None
 
 
+def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> list[Envelope]:
+    """Record a batch of events as handled by ``group`` in two statements; returns the ones
+    not handled before (in order). A concurrent consumer that claims one of them first
+    makes the transaction fail on the inbox key; the worker then handles them one by one."""
+    from sqlalchemy import bindparam, insert, select
+
+    table = InboxEntry.__table__
+    handled = select(table.c.source, table.c.event_id).where(
+        table.c.consumer_group == group, table.c.source == bindparam("source"),
+        table.c.event_id.in_(bindparam("ids", expanding=True)))
+    by_source: dict[str, list[str]] = {}
+    for envelope in envelopes:
+        by_source.setdefault(envelope.source, []).append(envelope.id)
+    conn = session.connection()
+    done = {(r.source, r.event_id) for source, ids in by_source.items()
+            for r in conn.execute(handled, {"source": source, "ids": ids})}
+    fresh = []
+    for envelope in envelopes:
+        if (envelope.source, envelope.id) not in done:
+            done.add((envelope.source, envelope.id))
+            fresh.append(envelope)
+    if fresh:
+        now = now_utc()
+        conn.execute(insert(table), [{"consumer_group": group, "source": e.source, "event_id": e.id,
+                                      "handled_at": now} for e in fresh])
+    return fresh
+
+
 def handle_once(sessions: sessionmaker[Session], *, group: str, envelope: Envelope, handler: Handler) -> bool:
     """Run ``handler`` for this event unless ``group`` already handled it.
 

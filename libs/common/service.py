@@ -67,7 +67,13 @@ class ServiceRuntime:
 
     def __init__(self, spec: ServiceSpec, bus: Bus, settings: ServiceSettings | None = None) -> None:
         self.spec = spec
-        self.settings = settings if settings is not None else load_settings(spec.settings_class)
+        if settings is None:
+            settings = load_settings(spec.settings_class)
+        elif not isinstance(settings, spec.settings_class):
+            # The platform's settings given to a service with its own class: keep the
+            # values, read the service's own fields from the environment (or defaults).
+            settings = load_settings(spec.settings_class, **settings.model_dump())
+        self.settings = settings
         self.bus = bus
         self.engine = db.create_db_engine(
             self.settings.database_url_for(spec.name), schema=self.settings.database_schema_for(spec.name),

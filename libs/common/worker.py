@@ -24,12 +24,13 @@ from sqlmodel import Session, delete
 from socialzone_common import telemetry
 from socialzone_common.bus import Bus, Consumer, OutgoingMessage, RawMessage, Record
 from socialzone_common.envelope import Envelope, now_utc
-from socialzone_common.inbox import InboxEntry, handle_once
+from socialzone_common.inbox import InboxEntry, claim_many, handle_once
 from socialzone_common.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Envelope], None]
+BatchHandler = Callable[[Session, list[Envelope]], None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class ConsumerSpec:
     handler: Handler
     types: frozenset[str] | None = None
     description: str = ""
+    batch_handler: BatchHandler | None = None
+    """Optional: handle a polled batch in ONE transaction (one inbox row per event). If it
+    raises, the batch is rolled back and handled one event per transaction with ``handler``
+    (retries, then the DLQ), so a poison message cannot take its neighbours with it."""
 
 
 class ConsumerStopped(RuntimeError):
@@ -120,6 +125,37 @@ class ConsumerWorker:
         return "dead_lettered", DeadLetter(record, error, self.settings.max_attempts)
 
     def _handle_batch(self, records: Sequence[Record]) -> tuple[list[Record], list[DeadLetter], str | None]:
+        if self.spec.batch_handler is not None and len(records) > 1 and self._handle_as_one(records):
+            return list(records), [], None
+        return self._handle_each(records)
+
+    def _handle_as_one(self, records: Sequence[Record]) -> bool:
+        """The whole batch in one transaction; False (nothing done) if it could not be."""
+        if any(r.envelope is None for r in records):
+            return False
+        wanted = [r.envelope for r in records if self.spec.types is None or r.envelope.type in self.spec.types]
+        try:
+            with self.sessions() as session:
+                try:
+                    fresh = claim_many(session, group=self.spec.group, envelopes=wanted)
+                    self.spec.batch_handler(session, fresh)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        except Exception as exc:
+            log.info("group %s: batch of %d failed (%s); handling it one event at a time",
+                     self.spec.group, len(wanted), exc)
+            return False
+        fresh_ids = {e.id for e in fresh}
+        for envelope in wanted:
+            outcome = "handled" if envelope.id in fresh_ids else "duplicate"
+            telemetry.EVENTS_CONSUMED.labels(group=self.spec.group, type=envelope.type, outcome=outcome).inc()
+        self.state.handled += len(fresh)
+        self.state.duplicates += len(wanted) - len(fresh)
+        return True
+
+    def _handle_each(self, records: Sequence[Record]) -> tuple[list[Record], list[DeadLetter], str | None]:
         """Handle records in order. Returns the records done (handled, skipped or to be
         dead-lettered), the dead letters, and why the consumer must stop, if it must:
         the record that would pass the dead-letter limit is neither dead-lettered nor

@@ -1,9 +1,85 @@
 """Registers the identity service with the platform (entry point ``socialzone.services``)."""
 
+from __future__ import annotations
+
+import asyncio
 from pathlib import Path
 
-from socialzone_common.service import ServiceSpec
+from socialzone_common.service import ServiceRuntime, ServiceSpec
+from socialzone_common.worker import ConsumerSpec
 from socialzone_identity.models import IdentityTable
+from socialzone_identity.settings import IdentitySettings
+
+RESOLUTION_GROUP = "identity-resolution"
+
+
+def _routers():
+    from socialzone_identity import api
+
+    return [api.router]
+
+
+def resolution_context(runtime: ServiceRuntime):
+    from socialzone_identity import resolution
+
+    return resolution.Context.from_settings(runtime.settings)
+
+
+def resolution_spec(runtime: ServiceRuntime, ctx=None) -> ConsumerSpec:
+    """Attribution: each polled batch in one transaction (the batch resolver), falling
+    back to one event per transaction when a batch fails (see ConsumerSpec.batch_handler)."""
+    from socialzone_identity import consumers
+    from socialzone_identity.fastpath import BatchResolver
+
+    ctx = ctx or resolution_context(runtime)
+    batched = getattr(runtime.settings, "resolution_batch", True)
+    return ConsumerSpec(group=RESOLUTION_GROUP, topics=["zone.interactions.raw"],
+                        handler=consumers.resolution_handler(ctx), types=consumers.RAW_TYPES,
+                        batch_handler=BatchResolver(ctx).resolve if batched else None,
+                        description="Resolves the author of each raw interaction to one customer")
+
+
+def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
+    from socialzone_identity import consumers, timeline
+
+    return [
+        resolution_spec(runtime),
+        ConsumerSpec(group="identity-timeline", topics=["zone.care", "zone.marketing", "zone.sales"],
+                     handler=consumers.on_department_event, types=timeline.PROJECTED_TYPES,
+                     description="Appends department events to the customer timeline"),
+        ConsumerSpec(group="identity-privacy", topics=["zone.privacy"], handler=consumers.on_privacy_event,
+                     description="Tracks each service's erasure completion"),
+    ]
+
+
+async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
+    """Scores new and changed profiles with the match model (apart from attribution)."""
+    from socialzone_identity.matcher import load_matcher, match_pending
+
+    settings = runtime.settings
+    if not getattr(settings, "match_on_ingest", True):
+        return
+    matcher = await asyncio.to_thread(load_matcher)
+    if matcher is None:
+        return
+
+    threshold = settings.suggestion_threshold()
+
+    def one_pass() -> int:
+        with runtime.sessions() as session:
+            scored = match_pending(session, matcher, threshold=threshold,
+                                   max_candidates=settings.match_max_candidates)
+            session.commit()
+            return scored
+
+    while not stop.is_set():
+        scored = await asyncio.to_thread(one_pass)
+        if scored == 0:
+            try:
+                await asyncio.wait_for(stop.wait(), settings.match_poll_s)
+            except asyncio.TimeoutError:
+                pass
+
 
 SERVICE = ServiceSpec(
     name="identity",
@@ -11,4 +87,8 @@ SERVICE = ServiceSpec(
     description="One customer across every network and the CRM, and the timeline every department works from.",
     migrations=Path(__file__).parent / "migrations",
     metadata=IdentityTable.metadata,
+    settings_class=IdentitySettings,
+    routers=_routers,
+    consumers=_consumers,
+    background=(match_suggestions,),
 )
