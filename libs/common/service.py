@@ -41,6 +41,9 @@ class ServiceSpec:
     metadata: MetaData
     settings_class: type[ServiceSettings] = ServiceSettings
     routers: Callable[[], Sequence[APIRouter]] = lambda: ()
+    # Served at /<service>/webhooks, outside /v1 and its bearer keys: endpoints that other
+    # platforms call (Meta, Mastodon), which authenticate each request themselves (signatures).
+    webhooks: Callable[[], Sequence[APIRouter]] = lambda: ()
     consumers: Callable[[ServiceRuntime], Sequence[ConsumerSpec]] = lambda runtime: ()
     background: Sequence[Background] = field(default_factory=tuple)
 

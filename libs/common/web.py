@@ -118,6 +118,8 @@ def build_service_app(runtime: ServiceRuntime) -> FastAPI:
     app.include_router(_platform_router(spec.name))
     for router in spec.routers():
         app.include_router(router, prefix="/v1")
+    for router in spec.webhooks():
+        app.include_router(router, prefix="/webhooks")
     app.add_middleware(IdempotencyMiddleware, sessions=runtime.sessions)
     app.add_middleware(_RequestMetrics, service=spec.name)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, delete
 
 from socialzone_common import telemetry
-from socialzone_common.bus import Bus, Consumer, OutgoingMessage, RawMessage, Record
+from socialzone_common.bus import Bus, Consumer, RawMessage, Record
 from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.inbox import InboxEntry, claim_many, handle_once
 from socialzone_common.settings import ConsumerSettings

@@ -1,0 +1,66 @@
+"""Events ingest consumes (each handler runs inside its inbox transaction: no commit here).
+
+- ``identity.interaction.attributed`` (zone.interactions): remember the customer an
+  interaction was attributed to, so that an erasure request, which names customers,
+  finds that customer's interactions here.
+- ``identity.customer.merged`` (zone.customers): interactions of the merged customer now
+  belong to the survivor.
+- ``identity.customer.erasure_requested`` (zone.privacy): purge the personal data of the
+  customer's interactions (and of the merged customers'), then answer
+  ``ingest.erasure.completed`` through the outbox in the same transaction. The erased
+  customer ids are remembered: an attribution that arrives after the erasure (the two
+  topics are not ordered together) is purged as it arrives.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from socialzone_common import outbox
+from socialzone_common.catalog import parse_payload
+from socialzone_common.envelope import Envelope, now_utc
+from socialzone_common.events.identity import CustomerMerged, InteractionAttributed
+from socialzone_common.events.privacy import ErasureRequested, IngestErasureCompleted
+from socialzone_common.worker import ConsumerSpec
+
+from socialzone_ingest import domain
+from socialzone_ingest.models import ErasedCustomer
+
+ATTRIBUTION_GROUP = "ingest-attribution"
+PRIVACY_GROUP = "ingest-privacy"
+
+
+def on_attribution(session: Session, envelope: Envelope) -> None:
+    payload = parse_payload(envelope)
+    if isinstance(payload, InteractionAttributed):
+        domain.attribute(session, interaction_id=payload.interaction.interaction_id,
+                         customer_id=payload.customer_id)
+        if session.get(ErasedCustomer, payload.customer_id) is not None:
+            # attributed after the customer was erased (the topics are not ordered together)
+            domain.erase_customers(session, customer_ids=[payload.customer_id])
+    elif isinstance(payload, CustomerMerged):
+        domain.rekey_customer(session, merged_id=payload.merged_id, survivor_id=payload.survivor_id)
+
+
+def on_erasure_requested(session: Session, envelope: Envelope) -> None:
+    request = parse_payload(envelope)
+    assert isinstance(request, ErasureRequested)
+    customer_ids = [request.customer_id, *request.merged_ids]
+    purged = domain.erase_customers(session, customer_ids=customer_ids)
+    for customer_id in dict.fromkeys(customer_ids):
+        if session.get(ErasedCustomer, customer_id) is None:
+            session.add(ErasedCustomer(customer_id=customer_id, erasure_id=request.erasure_id))
+    outbox.enqueue(session, IngestErasureCompleted(
+        erasure_id=request.erasure_id, customer_id=request.customer_id, completed_at=now_utc(),
+        records_purged=purged).to_envelope(source=domain.EVENT_SOURCE))
+
+
+def consumer_specs(runtime) -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(group=ATTRIBUTION_GROUP, topics=["zone.interactions", "zone.customers"], handler=on_attribution,
+                     types=frozenset({"identity.interaction.attributed", "identity.customer.merged"}),
+                     description="which customer each recorded interaction was attributed to"),
+        ConsumerSpec(group=PRIVACY_GROUP, topics=["zone.privacy"], handler=on_erasure_requested,
+                     types=frozenset({"identity.customer.erasure_requested"}),
+                     description="purges a customer's interactions and answers ingest.erasure.completed"),
+    ]

@@ -1,0 +1,393 @@
+"""Recording, retracting and erasing interactions. Each function writes state and its
+events in the caller's transaction (the caller commits); only the relay publishes.
+
+- ``record``: validates what ``InteractionIn`` cannot (identifier normalization),
+  de-duplicates on ``(source, external_id)``, enriches what is new, stores it and
+  enqueues ``ingest.interaction.recorded`` keyed by the author.
+- ``retract``: a deletion at the source removes the stored text and enqueues
+  ``ingest.interaction.retracted`` (once).
+- ``erase_customers``: purges the personal data of a customer's interactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select, update
+
+from socialzone_common import outbox
+from socialzone_common.envelope import Envelope, now_utc
+from socialzone_common.errors import TooManyRequests
+from socialzone_common.events.common import (
+    Author, AuthorAttributes, Enrichment, Identifier, Interaction, Transaction, TransactionItem,
+)
+from socialzone_common.events.ingest import InteractionRecorded, InteractionRetracted
+
+from socialzone_ingest.enrich import SupportsEnrich, enrich_many
+from socialzone_ingest.identifiers import normalize_identifier
+from socialzone_ingest.models import (
+    BatchResult, FieldError, InteractionAlias, InteractionIn, InteractionRow, ItemResult, Tombstone,
+)
+
+EVENT_SOURCE = "socialzone/ingest"
+MAX_TEXT = 10_000  # Interaction.text's limit: longer texts are cut and flagged ``truncated``
+_ID_NAMESPACE = uuid.UUID("6f1c3f5e-3b9a-4d0e-9a57-1d2b8c4e7a10")
+_CHUNK = 500
+
+
+def interaction_id_for(source: str, external_id: str) -> str:
+    """The same item from the same source always gets the same id."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{source}\0{external_id}"))
+
+
+def content_external_id(item: InteractionIn) -> str:
+    """Stands in for a missing external id: a hash of what identifies the item."""
+    basis = orjson.dumps([item.kind, item.occurred_at.isoformat(), item.text,
+                          [(i.type, i.value) for i in item.author.identifiers]])
+    return "sha256:" + hashlib.sha256(basis).hexdigest()
+
+
+# --- back-pressure ------------------------------------------------------------------------------
+
+def ensure_capacity(session: Session, *, limit: int, retry_after_s: int) -> None:
+    """429 with Retry-After while more than ``limit`` events wait in the outbox.
+
+    Refusing at the door is how nothing accepted is ever dropped: what was accepted is
+    in the outbox already, and the relay works the backlog down.
+    """
+    pending = outbox.backlog(session)
+    if pending > limit:
+        raise TooManyRequests(
+            f"{pending} events are waiting to be published (limit {limit}); retry later",
+            headers={"Retry-After": str(retry_after_s)}, outbox_backlog=pending)
+
+
+# --- the outbox, many events at a time -------------------------------------------------------------
+
+def enqueue_all(session: Session, envelopes: Sequence[Envelope]) -> None:
+    """The interactions' events into the outbox, in the caller's transaction, in one statement."""
+    outbox.enqueue_many(session, envelopes)
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+@dataclass
+class Candidate:
+    """One item to record, as a connector or the canonical API produced it."""
+
+    item: InteractionIn
+    index: int
+    line: int | None = None
+    aliases: tuple[str, ...] = ()
+    """Other external ids of the same item (an edited X post's later versions)."""
+    path: str | None = None
+    """Where the item is in a platform's payload (``data[2]``)."""
+    identifier_fields: tuple[str, ...] = ()
+    """The platform's name of each author identifier, for errors (``email`` in a CRM row)."""
+
+
+@dataclass
+class _Prepared:
+    candidate: Candidate
+    interaction_id: str
+    external_id: str
+    author: Author
+
+
+@dataclass
+class Outcome:
+    results: list[ItemResult] = field(default_factory=list)
+    recorded: list[Interaction] = field(default_factory=list)
+
+
+def _prepare(candidate: Candidate, *, default_region: str | None) -> _Prepared | list[FieldError]:
+    item = candidate.item
+    errors: list[FieldError] = []
+    identifiers = []
+    for n, ident in enumerate(item.author.identifiers):
+        try:
+            identifiers.append(Identifier(type=ident.type,
+                                          value=normalize_identifier(ident.type, ident.value,
+                                                                     default_region=default_region)))
+        except ValueError as exc:
+            name = (candidate.identifier_fields[n] if n < len(candidate.identifier_fields)
+                    else f"author.identifiers[{n}].value")
+            errors.append(FieldError(field=name, message=str(exc)))
+    if errors:
+        return errors
+    identifiers = list(dict.fromkeys(identifiers))  # the same identifier twice is once
+    attributes = None
+    if item.author.attributes is not None:
+        attributes = AuthorAttributes(**item.author.attributes.model_dump())
+    author = Author(identifiers=tuple(identifiers), display_name=item.author.display_name,
+                    followers=item.author.followers, attributes=attributes)
+    external_id = item.external_id or content_external_id(item)
+    return _Prepared(candidate, interaction_id_for(item.source, external_id), external_id, author)
+
+
+def _interaction(prepared: _Prepared, *, enrichment: Enrichment, recorded_at: datetime) -> Interaction:
+    item = prepared.candidate.item
+    text, truncated = item.text, False
+    if text is not None and len(text) > MAX_TEXT:
+        text, truncated = text[:MAX_TEXT], True
+    transaction = None
+    if item.transaction is not None:
+        t = item.transaction
+        transaction = Transaction(type=t.type, amount=t.amount, currency=t.currency, items=tuple(
+            TransactionItem(sku=i.sku, name=i.name, quantity=i.quantity, unit_price=i.unit_price)
+            for i in t.items))
+    return Interaction(
+        interaction_id=prepared.interaction_id, source=item.source, kind=item.kind,
+        external_id=prepared.external_id, url=item.url, occurred_at=item.occurred_at,
+        recorded_at=recorded_at, author=prepared.author, text=text, truncated=truncated,
+        language=item.language, conversation_id=item.conversation_id, in_reply_to=item.in_reply_to,
+        metrics=dict(item.metrics), transaction=transaction, enrichment=enrichment)
+
+
+def _insert(session: Session, table, rows: list[dict], *, returning=None):
+    """INSERT ... ON CONFLICT DO NOTHING [RETURNING] of many rows (one cached statement,
+    executemany): on PostgreSQL a concurrent insert of the same key waits for the other
+    transaction and then inserts nothing, so exactly one wins; RETURNING names the rows
+    this call inserted."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(getattr(table, "__table__", table)).on_conflict_do_nothing()
+    if returning is not None:
+        return session.connection().execute(statement.returning(returning), rows).scalars().all()
+    session.connection().execute(statement, rows)
+    return None
+
+
+def record(session: Session, *, candidates: Sequence[Candidate], enricher: SupportsEnrich,
+           default_region: str | None = None, now: datetime | None = None) -> Outcome:
+    """Record what is new among ``candidates``, in the caller's transaction.
+
+    Returns a result per candidate (in their order): accepted (new, event enqueued),
+    duplicate (already recorded: its id, no event) or rejected (with the fields).
+    """
+    recorded_at = now or now_utc()
+    results: dict[int, ItemResult] = {}
+    prepared: list[_Prepared] = []
+    first_of: dict[str, _Prepared] = {}
+    repeats: list[_Prepared] = []
+    for candidate in candidates:
+        outcome = _prepare(candidate, default_region=default_region)
+        if isinstance(outcome, list):
+            results[candidate.index] = ItemResult(index=candidate.index, line=candidate.line, path=candidate.path,
+                                                  status="rejected", errors=outcome)
+        elif outcome.interaction_id in first_of:
+            repeats.append(outcome)  # the same item twice in one request: once
+        else:
+            first_of[outcome.interaction_id] = outcome
+            prepared.append(outcome)
+
+    prepared = _without_tombstoned(session, prepared, results)
+    ids = [p.interaction_id for p in prepared]
+    existing: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        existing.update(session.exec(select(InteractionRow.id).where(
+            col(InteractionRow.id).in_(ids[i:i + _CHUNK]))).all())
+
+    fresh = [p for p in prepared if p.interaction_id not in existing]
+    enrichments = enrich_many(enricher, [(p.candidate.item.text, p.candidate.item.language) for p in fresh])
+    interactions = {p.interaction_id: _interaction(p, enrichment=enrichment, recorded_at=recorded_at)
+                    for p, enrichment in zip(fresh, enrichments)}
+
+    inserted: set[str] = set()
+    for i in range(0, len(fresh), _CHUNK):
+        rows = [_row(interactions[p.interaction_id], p) for p in fresh[i:i + _CHUNK]]
+        inserted.update(_insert(session, InteractionRow, rows, returning=InteractionRow.__table__.c.id))
+
+    aliases = [{"source": p.candidate.item.source, "external_id": alias, "interaction_id": p.interaction_id}
+               for p in [*prepared, *repeats] for alias in p.candidate.aliases if alias != p.external_id]
+    for i in range(0, len(aliases), _CHUNK):
+        _insert(session, InteractionAlias, aliases[i:i + _CHUNK])
+
+    out = Outcome()
+    envelopes = []
+    for p in fresh:
+        if p.interaction_id in inserted:  # not inserted: a concurrent request recorded it first
+            interaction = interactions[p.interaction_id]
+            envelopes.append(InteractionRecorded(interaction=interaction).to_envelope(source=EVENT_SOURCE))
+            out.recorded.append(interaction)
+    enqueue_all(session, envelopes)
+    kept = {p.interaction_id for p in prepared}
+    for p in [*prepared, *repeats]:
+        if p.interaction_id not in kept:  # a repeat of a tombstoned item: the same answer
+            first = results[first_of[p.interaction_id].candidate.index]
+            results[p.candidate.index] = first.model_copy(update={"index": p.candidate.index, "line": p.candidate.line,
+                                                                  "path": p.candidate.path})
+            continue
+        accepted = p.interaction_id in inserted and p is first_of[p.interaction_id]
+        results[p.candidate.index] = ItemResult(index=p.candidate.index, line=p.candidate.line,
+                                                path=p.candidate.path, status="accepted" if accepted else "duplicate",
+                                                interaction_id=p.interaction_id)
+    out.results = [results[c.index] for c in candidates]
+    return out
+
+
+def _without_tombstoned(session: Session, prepared: list[_Prepared], results: dict[int, ItemResult]) -> list[_Prepared]:
+    """Drop the items whose deletion at the source arrived before them (they are not recorded)."""
+    keys = {(p.candidate.item.source, k): p for p in prepared for k in (p.external_id, *p.candidate.aliases)}
+    if not keys:
+        return prepared
+    dead: set[str] = set()
+    pairs = list(keys)
+    for i in range(0, len(pairs), _CHUNK):
+        for source, external_id in session.exec(select(Tombstone.source, Tombstone.external_id).where(
+                tuple_(col(Tombstone.source), col(Tombstone.external_id)).in_(pairs[i:i + _CHUNK]))).all():
+            p = keys[(source, external_id)]
+            dead.add(p.interaction_id)
+            results[p.candidate.index] = ItemResult(
+                index=p.candidate.index, line=p.candidate.line, path=p.candidate.path, status="ignored",
+                errors=[FieldError(field="external_id", message="deleted at the source before it arrived: not recorded")])
+    return [p for p in prepared if p.interaction_id not in dead] if dead else prepared
+
+
+def _row(interaction: Interaction, prepared: _Prepared) -> dict:
+    return {
+        "id": interaction.interaction_id, "source": interaction.source, "external_id": prepared.external_id,
+        "kind": interaction.kind, "author_key": interaction.author.key, "customer_id": None,
+        "occurred_at": interaction.occurred_at, "recorded_at": interaction.recorded_at,
+        "retracted_at": None, "erased_at": None,
+        "document": interaction.model_dump_json(),
+    }
+
+
+def validation_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
+    """Pydantic's errors as (field path, message), the path in the platform's notation
+    (``author.identifiers[0].value``), under ``prefix`` (``data[2]``) when given."""
+    out = []
+    for error in exc.errors(include_url=False):
+        path = prefix
+        for part in error.get("loc", ()):
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append(FieldError(field=path or "body", message=error.get("msg", "invalid")))
+    return out
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+def find(session: Session, *, source: str, external_id: str) -> InteractionRow | None:
+    """The interaction a source's id stands for: its first id, or a later one (an alias)."""
+    row = session.get(InteractionRow, interaction_id_for(source, external_id))
+    if row is None:
+        alias = session.get(InteractionAlias, (source, external_id))
+        if alias is not None:
+            row = session.get(InteractionRow, alias.interaction_id)
+    return row
+
+
+# --- retraction ---------------------------------------------------------------------------------
+
+def _without_text(document: dict) -> dict:
+    """The document without what the text said: the text and what was extracted from it."""
+    document = dict(document)
+    document["text"] = None
+    document["truncated"] = False
+    enrichment = dict(document.get("enrichment") or {})
+    for key in ("hashtags", "mentions", "urls", "keywords"):
+        enrichment[key] = []
+    document["enrichment"] = enrichment
+    return document
+
+
+def retract(session: Session, *, source: str, external_id: str, retracted_at: datetime | None = None,
+            reason: str = "deleted") -> tuple[str, str | None]:
+    """Apply a deletion reported by the source: ("retracted" | "duplicate" | "ignored", interaction id).
+
+    The stored text goes; ``ingest.interaction.retracted`` is enqueued once (a repeated
+    notice changes nothing). A notice about something never recorded is ignored.
+    """
+    row = find(session, source=source, external_id=external_id)
+    if row is None:  # not seen yet: remember, so that it is not recorded when it arrives
+        _insert(session, Tombstone, [{"source": source, "external_id": external_id,
+                                      "retracted_at": retracted_at or now_utc(), "reason": reason}])
+        return "ignored", None
+    if row.retracted_at is not None:
+        return "duplicate", row.id
+    when = retracted_at or now_utc()
+    row.retracted_at = when
+    row.document = orjson.dumps(_without_text(orjson.loads(row.document))).decode()
+    session.add(row)
+    outbox.enqueue(session, InteractionRetracted(
+        interaction_id=row.id, author_key=row.author_key, source=row.source, external_id=row.external_id,
+        retracted_at=when, reason=reason).to_envelope(source=EVENT_SOURCE))
+    return "retracted", row.id
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+
+def attribute(session: Session, *, interaction_id: str, customer_id: str) -> bool:
+    """Remember which customer identity attributed an interaction to (for erasure)."""
+    result = session.exec(update(InteractionRow).where(col(InteractionRow.id) == interaction_id)
+                          .values(customer_id=customer_id))
+    return result.rowcount > 0
+
+
+def rekey_customer(session: Session, *, merged_id: str, survivor_id: str) -> None:
+    session.exec(update(InteractionRow).where(col(InteractionRow.customer_id) == merged_id)
+                 .values(customer_id=survivor_id))
+
+
+def erase_customers(session: Session, *, customer_ids: Sequence[str], now: datetime | None = None) -> int:
+    """Purge the personal data of every interaction attributed to these customers, and of every
+    interaction of the same authors not attributed yet. Returns how many were purged now.
+
+    What stays is what carries no person: source, kind, times, the brand, sentiment and intents
+    (aggregates already counted them); the author is replaced by its one-way key.
+    """
+    when = now or now_utc()
+    ids = list(dict.fromkeys(customer_ids))
+    author_keys = set(session.exec(select(InteractionRow.author_key).where(
+        col(InteractionRow.customer_id).in_(ids))).all())
+    if not author_keys:
+        return 0
+    rows = session.exec(select(InteractionRow).where(
+        col(InteractionRow.author_key).in_(author_keys), col(InteractionRow.erased_at).is_(None))).all()
+    for row in rows:
+        document = _without_text(orjson.loads(row.document))
+        document["author"] = {"identifiers": [{"type": "erased", "value": row.author_key}],
+                              "display_name": None, "followers": None, "attributes": None}
+        document["url"] = None
+        row.document = orjson.dumps(document).decode()
+        row.erased_at = when
+        session.add(row)
+    return len(rows)
+
+
+# --- a connector's payload -------------------------------------------------------------------------
+
+def apply(session: Session, *, parsed, enricher: SupportsEnrich, default_region: str | None = None,
+          now: datetime | None = None) -> BatchResult:
+    """Record a connector's items and apply its retractions, in the caller's transaction.
+
+    ``parsed`` is a ``connectors.Parsed``; the answer has one result per item, in order.
+    """
+    outcome = record(session, candidates=parsed.candidates, enricher=enricher, default_region=default_region,
+                     now=now)
+    results = list(parsed.results) + outcome.results
+    for retraction in parsed.retractions:
+        status, interaction_id = retract(session, source=retraction.source, external_id=retraction.external_id,
+                                         retracted_at=retraction.retracted_at, reason=retraction.reason)
+        results.append(ItemResult(index=retraction.index, path=retraction.path,
+                                  status="retracted" if status == "retracted" else "ignored" if status == "ignored"
+                                  else "duplicate", interaction_id=interaction_id))
+    return summarize(results)
+
+
+def summarize(results: list[ItemResult]) -> BatchResult:
+    results = sorted(results, key=lambda r: r.index)
+    count = lambda status: sum(1 for r in results if r.status == status)  # noqa: E731
+    return BatchResult(accepted=count("accepted"), duplicates=count("duplicate"), retracted=count("retracted"),
+                       rejected=count("rejected"), ignored=count("ignored"), results=results)

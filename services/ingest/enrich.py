@@ -1,0 +1,143 @@
+"""The one place the service reaches the enrichment package (``socialzone_ingest.enrichment``).
+
+``enricher_for(settings)`` builds (once per brand list) the ``Enricher`` with the
+configured brands. The package is imported lazily here and nowhere else, so the
+rest of the service does not depend on its internals. While it is not installed,
+a minimal stand-in extracts hashtags, mentions and URLs and leaves language,
+sentiment, intents and brands empty (and says so in the log once).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Protocol
+
+from socialzone_common.events.common import Enrichment
+
+from socialzone_ingest.settings import BrandConfig, IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+class SupportsEnrich(Protocol):
+    def enrich(self, text: str | None, *, declared_language: str | None = None) -> Enrichment: ...
+
+
+def enrich_many(enricher: SupportsEnrich, texts: list[tuple[str | None, str | None]]) -> list[Enrichment]:
+    """The enrichment of each ``(text, declared language)``, in order (in worker processes
+    when ``ingest_enrichment_processes`` is set)."""
+    many = getattr(enricher, "enrich_many", None)
+    if many is not None:
+        return many(texts)
+    return [enricher.enrich(text, declared_language=language) for text, language in texts]
+
+
+_lock = threading.Lock()
+_cache: dict[tuple, SupportsEnrich] = {}
+
+
+def _brands_key(brands: list[BrandConfig]) -> tuple:
+    return tuple((b.name, b.kind, tuple(b.aliases), tuple(b.handles), tuple(b.products)) for b in brands)
+
+
+def enricher_for(settings: IngestSettings) -> SupportsEnrich:
+    """The enricher for this brand list (built once; enrichers are reused across requests)."""
+    brands = settings.brand_list()
+    processes = settings.ingest_enrichment_processes
+    key = (_brands_key(brands), processes)
+    enricher = _cache.get(key)
+    if enricher is None:
+        with _lock:
+            enricher = _cache.get(key)
+            if enricher is None:
+                enricher = _PooledEnricher(brands, processes) if processes else _build(brands)
+                _cache[key] = enricher
+    return enricher
+
+
+def _build(brands: list[BrandConfig]) -> SupportsEnrich:
+    try:
+        from socialzone_ingest.enrichment import BrandEntry, BrandList, Enricher
+    except ImportError as exc:
+        log.warning("socialzone_ingest.enrichment is not available (%s): enrichment limited to "
+                    "hashtags, mentions and URLs", exc)
+        return _EntitiesOnly()
+    entries = [BrandEntry(name=b.name, kind=b.kind, aliases=list(b.aliases), handles=list(b.handles),
+                          products=list(b.products)) for b in brands]
+    return Enricher(BrandList(entries=entries))
+
+
+_HASHTAG = re.compile(r"(?<![\w&])#(\w{1,139})")
+_MENTION = re.compile(r"(?<![\w.])@(\w{1,30}(?:@[\w.-]+\.\w+)?)")
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+class _EntitiesOnly:
+    """Stand-in while the enrichment package is missing: only what a regular expression finds."""
+
+    def enrich(self, text: str | None, *, declared_language: str | None = None) -> Enrichment:
+        if not text:
+            return Enrichment()
+        return Enrichment(
+            language=None,
+            hashtags=tuple(dict.fromkeys(t.lower() for t in _HASHTAG.findall(text))),
+            mentions=tuple(dict.fromkeys("@" + m for m in _MENTION.findall(text))),
+            urls=tuple(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text))),
+        )
+
+
+def close_all() -> None:
+    """Stop the enrichment worker processes (the service stops them when it stops)."""
+    with _lock:
+        enrichers = list(_cache.items())
+        for key, enricher in enrichers:
+            if isinstance(enricher, _PooledEnricher):
+                enricher.close()
+                del _cache[key]
+
+
+# --- enrichment in worker processes ------------------------------------------------------------------
+
+_worker_enricher: SupportsEnrich | None = None
+_MIN_PER_PROCESS = 32  # below this a batch is enriched in the calling thread
+
+
+def _init_worker(brands: list[dict]) -> None:
+    global _worker_enricher
+    _worker_enricher = _build([BrandConfig.model_validate(b) for b in brands])
+
+
+def _enrich_chunk(texts: list[tuple[str | None, str | None]]) -> list[Enrichment]:
+    assert _worker_enricher is not None
+    return [_worker_enricher.enrich(text, declared_language=language) for text, language in texts]
+
+
+class _PooledEnricher:
+    """Enriches batches in ``processes`` worker processes, so that enrichment (the costliest
+    step, pure Python) uses more than one core; single texts and small batches stay local."""
+
+    def __init__(self, brands: list[BrandConfig], processes: int) -> None:
+        import atexit
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.local = _build(brands)
+        self.processes = processes
+        self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=([b.model_dump() for b in brands],))
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def enrich(self, text: str | None, *, declared_language: str | None = None) -> Enrichment:
+        return self.local.enrich(text, declared_language=declared_language)
+
+    def enrich_many(self, texts: list[tuple[str | None, str | None]]) -> list[Enrichment]:
+        if len(texts) < _MIN_PER_PROCESS * 2:
+            return [self.local.enrich(t, declared_language=lang) for t, lang in texts]
+        size = -(-len(texts) // (self.processes * 2))
+        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+        return [e for chunk in self.pool.map(_enrich_chunk, chunks) for e in chunk]
