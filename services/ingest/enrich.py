@@ -1,16 +1,13 @@
 """The one place the service reaches the enrichment package (``socialzone_ingest.enrichment``).
 
 ``enricher_for(settings)`` builds (once per brand list) the ``Enricher`` with the
-configured brands. The package is imported lazily here and nowhere else, so the
-rest of the service does not depend on its internals. While it is not installed,
-a minimal stand-in extracts hashtags, mentions and URLs and leaves language,
-sentiment, intents and brands empty (and says so in the log once).
+configured brands. The package is imported here and nowhere else, so the rest of
+the service does not depend on its internals.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Protocol
 
@@ -58,34 +55,11 @@ def enricher_for(settings: IngestSettings) -> SupportsEnrich:
 
 
 def _build(brands: list[BrandConfig]) -> SupportsEnrich:
-    try:
-        from socialzone_ingest.enrichment import BrandEntry, BrandList, Enricher
-    except ImportError as exc:
-        log.warning("socialzone_ingest.enrichment is not available (%s): enrichment limited to "
-                    "hashtags, mentions and URLs", exc)
-        return _EntitiesOnly()
+    from socialzone_ingest.enrichment import BrandEntry, BrandList, Enricher
+
     entries = [BrandEntry(name=b.name, kind=b.kind, aliases=list(b.aliases), handles=list(b.handles),
                           products=list(b.products)) for b in brands]
     return Enricher(BrandList(entries=entries))
-
-
-_HASHTAG = re.compile(r"(?<![\w&])#(\w{1,139})")
-_MENTION = re.compile(r"(?<![\w.])@(\w{1,30}(?:@[\w.-]+\.\w+)?)")
-_URL = re.compile(r"https?://[^\s<>\"']+")
-
-
-class _EntitiesOnly:
-    """Stand-in while the enrichment package is missing: only what a regular expression finds."""
-
-    def enrich(self, text: str | None, *, declared_language: str | None = None) -> Enrichment:
-        if not text:
-            return Enrichment()
-        return Enrichment(
-            language=None,
-            hashtags=tuple(dict.fromkeys(t.lower() for t in _HASHTAG.findall(text))),
-            mentions=tuple(dict.fromkeys("@" + m for m in _MENTION.findall(text))),
-            urls=tuple(dict.fromkeys(u.rstrip(".,;:!?)") for u in _URL.findall(text))),
-        )
 
 
 def close_all() -> None:
