@@ -100,6 +100,9 @@ class ServiceSettings(BaseSettings):
     local_bus: LocalBusSettings = Field(default_factory=LocalBusSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
 
+    # Threads for blocking work (database, local bus) shared by relays, consumers and
+    # background loops of every service in the process.
+    worker_threads: int = Field(default=32, ge=4)
     run_consumers: bool = True
     run_relay: bool = True
     relay_batch_size: int = 500

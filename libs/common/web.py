@@ -8,9 +8,11 @@ each at ``/<service>`` so a client's URLs are the same in both modes.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
 
@@ -144,6 +146,10 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Relays, consumers and background loops all block in threads (database, local
+        # bus): asyncio's default pool (cores + 4 threads) starves them in one process.
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="socialzone"))
         await bus.start()
         if settings.bus == "local" or settings.kafka.create_topics:
             await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}

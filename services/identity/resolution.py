@@ -90,11 +90,14 @@ def normalize_all(rules: Rules, identifiers) -> tuple[list[Normalized], list[str
 
 
 def is_deterministic(interaction, crm_sources: list[str]) -> bool:
-    """A record whose identifiers belong together: from a CRM, or a verified profile."""
+    """A record whose identifiers belong together: from a CRM, an authenticated login, a
+    profile with a verified e-mail address or phone, or a verified profile."""
     author = interaction.author
-    if interaction.source in crm_sources:
+    if interaction.source in crm_sources or author.authenticated:
         return True
     if any(i.type == "crm" or i.type.startswith("crm:") for i in author.identifiers):
+        return True
+    if any(i.verified and i.type in ("email", "phone") for i in author.identifiers):
         return True
     return bool(author.attributes is not None and author.attributes.verified)
 

@@ -116,7 +116,8 @@ def _prepare(candidate: Candidate, *, default_region: str | None) -> _Prepared |
         try:
             identifiers.append(Identifier(type=ident.type,
                                           value=normalize_identifier(ident.type, ident.value,
-                                                                     default_region=default_region)))
+                                                                     default_region=default_region),
+                                          verified=ident.verified))
         except ValueError as exc:
             name = (candidate.identifier_fields[n] if n < len(candidate.identifier_fields)
                     else f"author.identifiers[{n}].value")
@@ -128,7 +129,8 @@ def _prepare(candidate: Candidate, *, default_region: str | None) -> _Prepared |
     if item.author.attributes is not None:
         attributes = AuthorAttributes(**item.author.attributes.model_dump())
     author = Author(identifiers=tuple(identifiers), display_name=item.author.display_name,
-                    followers=item.author.followers, attributes=attributes)
+                    followers=item.author.followers, attributes=attributes,
+                    authenticated=item.author.authenticated)
     external_id = item.external_id or content_external_id(item)
     return _Prepared(candidate, interaction_id_for(item.source, external_id), external_id, author)
 

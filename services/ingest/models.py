@@ -135,9 +135,10 @@ class _Strict(BaseModel):
 
 
 class IdentifierIn(_Strict):
-    type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$",
-                      examples=["x", "x_handle", "email", "phone", "crm"])
+    type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*(:[a-z0-9][a-z0-9_.-]*)?$",
+                      examples=["x", "x_handle", "email", "phone", "crm", "crm:salesforce"])
     value: str = Field(min_length=1, max_length=512)
+    verified: bool | None = None
 
 
 class AttributesIn(_Strict):
@@ -165,6 +166,7 @@ class AuthorIn(_Strict):
     display_name: str | None = Field(default=None, max_length=300)
     followers: int | None = Field(default=None, ge=0)
     attributes: AttributesIn | None = None
+    authenticated: bool | None = None
 
 
 class TransactionItemIn(_Strict):

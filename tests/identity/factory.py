@@ -16,6 +16,7 @@ BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def interaction(*identifiers: tuple[str, str], source: str = "x", kind: str = "post", text: str | None = "hello",
                 display_name: str | None = None, verified: bool | None = None, attributes: dict | None = None,
+                verified_identifiers: tuple[str, ...] = (), authenticated: bool | None = None,
                 transaction: dict | None = None, sentiment: float | None = None, language: str | None = None,
                 at: datetime | None = None, interaction_id: str | None = None) -> Interaction:
     n = next(_seq)
@@ -29,8 +30,10 @@ def interaction(*identifiers: tuple[str, str], source: str = "x", kind: str = "p
     return Interaction(
         interaction_id=interaction_id or f"int_{uuid.uuid4().hex[:12]}", source=source, kind=kind,
         external_id=str(n), occurred_at=at, recorded_at=at + timedelta(seconds=1),
-        author=Author(identifiers=tuple(Identifier(type=t, value=v) for t, v in identifiers),
-                      display_name=display_name, attributes=AuthorAttributes(**attrs) if attrs else None),
+        author=Author(identifiers=tuple(Identifier(type=t, value=v, verified=True if t in verified_identifiers else None)
+                                        for t, v in identifiers),
+                      display_name=display_name, attributes=AuthorAttributes(**attrs) if attrs else None,
+                      authenticated=authenticated),
         text=text, transaction=Transaction(**transaction) if transaction else None, enrichment=enrichment)
 
 

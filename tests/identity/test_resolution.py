@@ -49,6 +49,31 @@ def test_a_crm_record_with_email_and_phone_of_two_customers_merges_them_keeping_
         assert set(session.execute(select(TimelineEntry.customer_id)).scalars()) == {older}
 
 
+def test_a_social_profile_with_a_verified_email_merges_the_customers_it_names(identity):
+    a, b = recorded(("x", "71"), display_name="A"), recorded(("facebook", "fb-72"), ("email", "v@example.net"))
+    identity.ingest(a, b)
+    older, newer = identity.customer_of(a), identity.customer_of(b)
+    identity.ingest(recorded(("x", "71"), ("email", "v@example.net"), verified_identifiers=("email",)))
+    merged = identity.payloads("identity.customer.merged")
+    assert [(m.survivor_id, m.merged_id) for m in merged] == [(older, newer)]
+
+
+def test_an_authenticated_login_merges_the_customers_it_names(identity):
+    a, b = recorded(("x", "81")), recorded(("reddit", "u_82"))
+    identity.ingest(a, b)
+    older, newer = identity.customer_of(a), identity.customer_of(b)
+    identity.ingest(recorded(("x", "81"), ("reddit", "u_82"), source="web", authenticated=True))
+    merged = identity.payloads("identity.customer.merged")
+    assert [(m.survivor_id, m.merged_id) for m in merged] == [(older, newer)]
+
+
+def test_an_unverified_email_in_a_post_still_does_not_merge(identity):
+    a, b = recorded(("x", "91")), recorded(("facebook", "fb-92"), ("email", "u@example.net"))
+    identity.ingest(a, b)
+    identity.ingest(recorded(("x", "91"), ("email", "u@example.net"), verified_identifiers=()))
+    assert identity.payloads("identity.customer.merged") == []
+
+
 def test_weak_co_occurrence_never_merges_it_suggests(identity):
     a, b = recorded(("x", "1"), display_name="A"), recorded(("facebook", "fb-2"), ("email", "shared@example.net"))
     identity.ingest(a, b)

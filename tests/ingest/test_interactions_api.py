@@ -41,8 +41,8 @@ async def test_one_interaction_is_recorded_enriched_and_published_keyed_by_its_a
     assert read.status_code == 200
     interaction = read.json()["interaction"]
     assert interaction["text"].startswith("@acme the anvil")
-    assert interaction["author"]["identifiers"] == [{"type": "x", "value": "5150"},
-                                                    {"type": "x_handle", "value": "roadie_rita"}]
+    assert interaction["author"]["identifiers"] == [{"type": "x", "value": "5150", "verified": None},
+                                                    {"type": "x_handle", "value": "roadie_rita", "verified": None}]
     assert "#fail" in interaction["enrichment"]["hashtags"] or "fail" in interaction["enrichment"]["hashtags"]
     assert "@acme" in interaction["enrichment"]["mentions"]
 
@@ -290,3 +290,19 @@ async def test_a_single_item_already_deleted_at_its_source_is_answered_ignored(c
     assert response.status_code == 202
     assert response.json()["status"] == "ignored" and "interaction_id" not in response.json()
     assert stored(client) == []
+
+
+async def test_a_signed_in_author_with_a_verified_email_and_a_crm_system_id_reaches_identity_as_sent(client):
+    item = post_item()
+    item["source"], item["kind"], item["external_id"] = "web", "contact", "signup-77"
+    item["author"] = {"identifiers": [{"type": "crm:shop", "value": "C-77"},
+                                      {"type": "email", "value": "Rita@Example.NET", "verified": True}],
+                      "authenticated": True}
+    response = await client.post("/ingest/v1/interactions", json=item, headers=WRITER)
+
+    assert response.status_code == 202, response.text
+    [event] = await bus_events(client, "zone.interactions.raw", 1)
+    author = InteractionRecorded.model_validate(event.data).interaction.author
+    assert author.authenticated is True
+    assert [(i.type, i.value, i.verified) for i in author.identifiers] == [
+        ("crm:shop", "C-77", None), ("email", "rita@example.net", True)]

@@ -95,6 +95,9 @@ class Identifier(ValueObject):
     """Kind of identifier: a network name for network accounts, or email, phone, crm, ..."""
     value: str = Field(min_length=1, max_length=512)
     """The identifier itself, e.g. the network's numeric user id or an e-mail address."""
+    verified: bool | None = None
+    """The source confirmed that the person controls it (a confirmed e-mail address, a
+    verified phone number); None: the source does not say."""
 
 
 class AuthorAttributes(ValueObject):
@@ -126,6 +129,9 @@ class Author(ValueObject):
     display_name: str | None = None
     followers: int | None = Field(default=None, ge=0)
     attributes: AuthorAttributes | None = None
+    authenticated: bool | None = None
+    """The author was signed in at the source (a web or app session), so every identifier
+    here belongs to that one person; None: the source does not say."""
 
     @property
     def key(self) -> str:

@@ -201,13 +201,13 @@ def platform_path_status() -> str:
         from socialzone_ingest.service import SERVICE as ingest
     except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
         return f"not available: {type(exc).__name__}: {exc}"
-    routers = [getattr(spec, "router", None) for spec in (ingest, identity)]
-    paths = {getattr(r, "path", "") for router in routers if router is not None for r in getattr(router, "routes", ())}
+    paths = {getattr(route, "path", "") for spec in (ingest, identity) for router in spec.routers()
+             for route in router.routes}
     wanted = {"/v1/interactions": any(p.endswith("/interactions") for p in paths),
               "/v1/match-suggestions": any(p.endswith("/match-suggestions") for p in paths)}
     missing = [path for path, ok in wanted.items() if not ok]
-    return "routes present (replay not wired into this benchmark yet)" if not missing else \
-        f"not available: no {', '.join(missing)} route"
+    return ("routes present: run with platform_people=N to replay through them" if not missing
+            else f"not available: no {', '.join(missing)} route")
 
 
 def febrl_slice(a: Any, b: Any, truth: set[frozenset[str]], people: int) -> tuple[list[dict[str, Any]], set[frozenset[str]]]:
