@@ -1,4 +1,4 @@
-"""Customer care settings: ``SOCIALZONE_CARE__*``-free, flat ``SOCIALZONE_*`` fields like every service."""
+"""Customer care settings: flat ``SOCIALZONE_*`` fields, like every service's."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ class CareSettings(ServiceSettings):
     """Base URL of the identity service (``SOCIALZONE_IDENTITY_URL``), e.g.
     ``http://identity:8000/identity``; unset: this process's own host and port
     (``http://127.0.0.1:8000/identity`` with the defaults), as in the all-in-one process."""
-
-    def identity_base_url(self) -> str:
-        if self.identity_url:
-            return self.identity_url.rstrip("/")
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/identity"
     identity_api_key: SecretStr | None = None
     """Bearer key with identity:read (``SOCIALZONE_IDENTITY_API_KEY`` or the secret file
     ``identity_api_key``); without one the admin key is used when this process has it."""
@@ -48,3 +42,9 @@ class CareSettings(ServiceSettings):
         "base": 10, "intent": 10, "sentiment": 15, "reach": 10, "customer_value": 10,
         "advocate_tier": 10, "open_deals": 10, "crisis": 15, "sla": 10, "escalation": 20,
     })
+
+    def identity_base_url(self) -> str:
+        if self.identity_url:
+            return self.identity_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/identity"
