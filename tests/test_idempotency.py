@@ -257,3 +257,19 @@ async def test_a_retried_write_is_replayed_and_happens_once_on_postgresql(pg_set
     assert first.status_code == retry.status_code == 201
     assert retry.headers["idempotent-replayed"] == "true" and retry.json() == first.json()
     assert other.status_code == 422
+
+
+async def test_a_keyed_request_larger_than_the_buffer_cap_is_refused_and_changes_nothing(host, monkeypatch):
+    # The middleware buffers a keyed request to fingerprint it: the key must not be a way
+    # around a service's own size limit. (The middleware is built on the first request.)
+    from socialzone_common import idempotency
+
+    monkeypatch.setattr(idempotency, "MAX_BODY_BYTES", 64)
+    async with serving(host) as client:
+        big = await client.post(ORDERS, json={"item": "x" * 200}, headers=with_key("big-1"))
+        small = await client.post(ORDERS, json={"item": "mug"}, headers=with_key("small-1"))
+    assert big.status_code == 413
+    assert big.headers["content-type"] == "application/problem+json"
+    assert big.json()["errors"][0]["field"] == "body"
+    assert small.status_code == 201
+    assert orders(host) == ["mug"]

@@ -161,3 +161,23 @@ def test_tables_left_in_public_do_not_pass_for_a_service_schema(pg_url):
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def test_pods_migrating_one_postgresql_schema_at_once_all_succeed(pg_settings):
+    # Several replicas start together: the advisory lock lets one migrate, the others wait
+    # and then find nothing to do (without it, the losers fail on "already exists").
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = load_services()["identity"]
+    url, schema = pg_settings.database_url_for("identity"), pg_settings.database_schema_for("identity")
+    engines = [db.create_db_engine(url, schema=schema) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda engine: db.run_migrations(engine, spec.migrations), engines))
+        with engines[0].connect() as conn:
+            tables = set(inspect(conn).get_table_names(schema=schema))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert results == [None, None, None]
+    assert {"outbox", "inbox", "alembic_version"} <= tables

@@ -101,6 +101,11 @@ def run_migrations(engine: Engine, service_migrations: Path | None) -> None:
         histories.append((service_migrations, "alembic_version"))
     for location, version_table in histories:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several pods may start at once: one migrates, the others wait for it and
+                # then find nothing to do. The lock ends with this transaction.
+                connection.execute(text(
+                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.socialzone-migrations'))"))
             command.upgrade(_alembic_config(location, version_table, connection), "head")
 
 

@@ -42,10 +42,16 @@ class IdempotencyRecord(PlatformTable, table=True):
     created_at: datetime = Field(default_factory=now_utc, index=True, sa_type=UtcDateTime)
 
 
+# A request with a key is buffered to fingerprint it: cap what may be buffered, so the
+# key is no way around a service's own (streaming) size limit.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, *, sessions: sessionmaker[Session], ttl: timedelta = timedelta(hours=24),
-                 lock_timeout: timedelta = timedelta(minutes=5)):
+                 lock_timeout: timedelta = timedelta(minutes=5), max_body_bytes: int | None = None):
         self.app, self.sessions, self.ttl, self.lock_timeout = app, sessions, ttl, lock_timeout
+        self.max_body_bytes = max_body_bytes or MAX_BODY_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITE_METHODS:
@@ -60,7 +66,10 @@ class IdempotencyMiddleware:
             return await _send_problem(scope, receive, send, 422, "Idempotency-Key",
                                        f"at most {MAX_KEY_LENGTH} characters")
 
-        body = await _read_body(receive)
+        body = await _read_body(receive, self.max_body_bytes)
+        if body is None:
+            return await _send_problem(scope, receive, send, 413, "body",
+                                       f"a request with an Idempotency-Key may carry at most {self.max_body_bytes} bytes")
         caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
         fingerprint = hashlib.sha256(b"\0".join(
             [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
@@ -139,11 +148,16 @@ class IdempotencyMiddleware:
             session.commit()
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 
@@ -170,7 +184,8 @@ async def _replay(record: IdempotencyRecord, send: Send) -> None:
 
 
 async def _send_problem(scope: Scope, receive: Receive, send: Send, status: int, field: str, message: str) -> None:
-    response = problem_response(status, "Idempotency-Key conflict" if status == 409 else "Invalid input",
+    title = {409: "Idempotency-Key conflict", 413: "Payload too large"}.get(status, "Invalid input")
+    response = problem_response(status, title,
                                 f"{field}: {message}", slug="idempotency",
                                 errors=[{"field": field, "message": message}])
     await response(scope, receive, send)
