@@ -284,7 +284,7 @@ async def stream_timeline(customer_id: str, request: Request, runtime: RuntimeDe
     if header and header.isdigit():
         last_id = int(header)
     pii = can_see_pii(principal)
-    poll = getattr(runtime.settings, "timeline_stream_poll_s", 0.5)
+    poll = runtime.settings.timeline_stream_poll_s
 
     def fetch(after: int) -> tuple[list[dict[str, Any]], str]:
         with runtime.sessions() as session:

@@ -4,13 +4,13 @@ candidates are one indexed lookup, and match suggestions above the threshold."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlmodel import Session
 
+from socialzone_identity.matching import Match, MatchModel, ProfileFeatures
 from socialzone_identity.models import BlockingKey, Customer, IdentifierLink
 
 log = logging.getLogger(__name__)
@@ -18,54 +18,31 @@ I = IdentifierLink.__table__
 
 
 class Matcher:
-    def __init__(self, model: Any, features_class: type) -> None:
-        self.model = model
-        self.features_class = features_class
-        if hasattr(features_class, "model_fields"):
-            self.field_names = set(features_class.model_fields)
-        elif dataclasses.is_dataclass(features_class):
-            self.field_names = {f.name for f in dataclasses.fields(features_class)}
-        else:
-            self.field_names = set()
+    """The match model applied to stored customers: their features, keys and scores."""
 
-    def features(self, customer: Customer, identifiers: list[tuple[str, str]]) -> Any:
+    def __init__(self, model: MatchModel) -> None:
+        self.model = model
+
+    def features(self, customer: Customer, identifiers: list[tuple[str, str]]) -> ProfileFeatures:
         fields = ((customer.profile or {}).get("fields") or {})
         values: dict[str, Any] = {name: fields[name]["v"] for name in fields}
-        if hasattr(self.features_class, "from_attributes"):
-            return self.features_class.from_attributes(values.pop("display_name", None), values,
-                                                       [{"type": t, "value": v} for t, v in identifiers])
-        if "birth_date" in values and isinstance(values["birth_date"], str):
-            from datetime import date
+        return ProfileFeatures.from_attributes(values.pop("display_name", None), values,
+                                               [{"type": t, "value": v} for t, v in identifiers])
 
-            try:
-                values["birth_date"] = date.fromisoformat(values["birth_date"])
-            except ValueError:
-                values.pop("birth_date")
-        values["handles"] = [v for t, v in identifiers if t.endswith("_handle") or t in ("reddit", "mastodon")]
-        values["emails"] = [v for t, v in identifiers if t == "email"]
-        values["phones"] = [v for t, v in identifiers if t == "phone"]
-        if self.field_names:
-            values = {k: v for k, v in values.items() if k in self.field_names}
-        return self.features_class(**values)
-
-    def blocking_keys(self, features: Any) -> set[str]:
+    def blocking_keys(self, features: ProfileFeatures) -> set[str]:
         return {k[:200] for k in self.model.blocking_keys(features)}
 
-    def score(self, a: Any, b: Any) -> Any:
+    def score(self, a: ProfileFeatures, b: ProfileFeatures) -> Match:
         return self.model.score(a, b)
 
-    def reasons(self, match: Any) -> list[str]:
-        return list(self.model.explain(match)) if hasattr(self.model, "explain") else []
+    def reasons(self, match: Match) -> list[str]:
+        return list(self.model.explain(match))
 
 
 def load_matcher() -> Matcher | None:
-    """The match model, when the matching package is installed; None until then."""
+    """The match model; None (suggestions from it off) if its parameters cannot load."""
     try:
-        from socialzone_identity.matching import MatchModel, ProfileFeatures
-    except ImportError:
-        return None
-    try:
-        return Matcher(MatchModel.default(), ProfileFeatures)
+        return Matcher(MatchModel.default())
     except Exception:  # a model that cannot load must not stop attribution
         log.exception("the match model could not be loaded; match suggestions from it are off")
         return None
@@ -73,23 +50,6 @@ def load_matcher() -> Matcher | None:
 
 def identifiers_of(session: Session, customer_id: str) -> list[tuple[str, str]]:
     return [(r.type, r.value) for r in session.execute(select(I.c.type, I.c.value).where(I.c.customer_id == customer_id))]
-
-
-def explain(match: Any) -> dict[str, Any]:
-    if hasattr(match, "to_dict"):
-        return match.to_dict()
-    features = getattr(match, "features", None)
-    if features is None:
-        return {}
-    if hasattr(features, "model_dump"):
-        return features.model_dump(mode="json")
-    if isinstance(features, dict):
-        return {k: (v.model_dump(mode="json") if hasattr(v, "model_dump")
-                    else dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in features.items()}
-    if isinstance(features, (list, tuple)):
-        return {"features": [f.model_dump(mode="json") if hasattr(f, "model_dump")
-                             else dataclasses.asdict(f) if dataclasses.is_dataclass(f) else f for f in features]}
-    return {"features": str(features)}
 
 
 def match_customer(session: Session, matcher: Matcher, customer: Customer, *, threshold: float,
@@ -105,9 +65,10 @@ def match_customer(session: Session, matcher: Matcher, customer: Customer, *, th
         session.execute(insert(BlockingKey.__table__), [{"key": k, "customer_id": customer.id} for k in keys])
     if not keys:
         return 0
+    # The candidates that share the most blocking keys first, so the cap drops the weakest.
     candidates = session.execute(
         select(BlockingKey.customer_id).where(BlockingKey.key.in_(keys), BlockingKey.customer_id != customer.id)
-        .distinct().limit(max_candidates)).scalars().all()
+        .group_by(BlockingKey.customer_id).order_by(func.count().desc()).limit(max_candidates)).scalars().all()
     made = 0
     for other_id in candidates:
         other = session.get(Customer, other_id)
@@ -117,8 +78,8 @@ def match_customer(session: Session, matcher: Matcher, customer: Customer, *, th
         if match.probability >= threshold:
             made += suggestions.suggest(session, customer.id, other_id, rule="match_model",
                                         probability=float(match.probability),
-                                        weight=float(getattr(match, "weight", 0.0) or 0.0),
-                                        features={**explain(match), "reasons": matcher.reasons(match)},
+                                        weight=float(match.weight),
+                                        features={**match.to_dict(), "reasons": matcher.reasons(match)},
                                         evidence_event_id=evidence_event_id)
     return made
 

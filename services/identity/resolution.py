@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_, update
 from sqlmodel import Session
 
-from socialzone_common.catalog import make_envelope
 from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.errors import Conflict
 from socialzone_common.events.common import Identifier
@@ -35,11 +34,10 @@ from socialzone_common.events.identity import (AttributedInteractionRetracted, C
 from socialzone_common.events.ingest import InteractionRecorded, InteractionRetracted
 from socialzone_common.outbox import enqueue
 from socialzone_identity import merging, suggestions, timeline
-from socialzone_identity.identifiers import (HANDLE_TYPES, PLATFORM_TYPES, InvalidIdentifier, Normalized, Rules,
-                                             type_strength)
+from socialzone_identity.identifiers import PLATFORM_TYPES, InvalidIdentifier, Normalized, Rules, type_strength
 from socialzone_identity.models import Customer, IdentifierLink, Suppression, TimelineEntry
 from socialzone_identity.profile import apply_profile, observation, reconcile
-from socialzone_identity.store import SOURCE, is_postgres, lock_customer, lock_identifiers, new_customer_id
+from socialzone_identity.store import SOURCE, lock_customer, lock_identifiers, new_customer_id
 
 log = logging.getLogger(__name__)
 I = IdentifierLink.__table__

@@ -32,7 +32,7 @@ def resolution_spec(runtime: ServiceRuntime, ctx=None) -> ConsumerSpec:
     from socialzone_identity.fastpath import BatchResolver
 
     ctx = ctx or resolution_context(runtime)
-    batched = getattr(runtime.settings, "resolution_batch", True)
+    batched = runtime.settings.resolution_batch
     return ConsumerSpec(group=RESOLUTION_GROUP, topics=["zone.interactions.raw"],
                         handler=consumers.resolution_handler(ctx), types=consumers.RAW_TYPES,
                         batch_handler=BatchResolver(ctx).resolve if batched else None,
@@ -57,7 +57,7 @@ async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
     from socialzone_identity.matcher import load_matcher, match_pending
 
     settings = runtime.settings
-    if not getattr(settings, "match_on_ingest", True):
+    if not settings.match_on_ingest:
         return
     matcher = await asyncio.to_thread(load_matcher)
     if matcher is None:
