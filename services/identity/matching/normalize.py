@@ -96,10 +96,16 @@ def avatar_url(text: str | None) -> str:
     """Scheme, query and fragment dropped, host lower-cased: the same picture file compares equal."""
     if not text:
         return ""
-    value = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*://", "", text.strip())
-    value = value.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    value = _SCHEMES.sub("", text.strip())
+    # Trailing blanks and slashes go after the query is cut ("0 ?x" and "0" are one file),
+    # so that normalizing twice changes nothing.
+    value = _TRAILING.sub("", value.split("#", 1)[0].split("?", 1)[0])
     host, _, path = value.partition("/")
     return f"{host.lower()}/{path}" if path else host.lower()
+
+
+_SCHEMES = re.compile(r"^(?:\s*[A-Za-z][A-Za-z0-9+.-]*://)+\s*")
+_TRAILING = re.compile(r"[\s/]+$")
 
 
 def ssn(text: str | None) -> str:
