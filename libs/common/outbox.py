@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -17,10 +18,10 @@ from sqlalchemy import Column, Index, LargeBinary, delete, insert, text, update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, col, select
 
-from socialzone_common.bus import Bus, OutgoingMessage
+from socialzone_common.bus import Bus, StructuredMessage
 from socialzone_common.catalog import Event, entry_for, make_envelope
 from socialzone_common.db import PlatformTable, UtcDateTime
-from socialzone_common.envelope import Envelope, from_structured, now_utc, to_structured
+from socialzone_common.envelope import Envelope, now_utc, to_structured
 from socialzone_common import telemetry
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,16 @@ class Relay:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
-    def _pending(self) -> list[OutboxMessage]:
+    def _pending(self) -> list[tuple[int, StructuredMessage]]:
+        """The oldest unpublished rows as they are stored: plain columns, no ORM objects and
+        no decoding (the relay runs for every event of the service)."""
+        table = OutboxMessage.__table__
         with self.sessions() as session:
-            return list(session.exec(
-                select(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
-                .order_by(col(OutboxMessage.id)).limit(self.batch_size)))
+            rows = session.connection().execute(
+                select(table.c.id, table.c.topic, table.c.partition_key, table.c.envelope, table.c.event_type)
+                .where(table.c.published_at.is_(None)).order_by(table.c.id).limit(self.batch_size)).all()
+        return [(row.id, StructuredMessage(row.topic, row.partition_key.encode(), row.envelope, row.event_type))
+                for row in rows]
 
     def _mark(self, ids: list[int], *, error: str | None) -> None:
         with self.sessions() as session:
@@ -149,8 +155,8 @@ class Relay:
         rows = await asyncio.to_thread(self._pending)
         if not rows:
             return 0
-        messages = [OutgoingMessage(row.topic, from_structured(row.envelope)) for row in rows]
-        ids = [row.id for row in rows]
+        ids = [row_id for row_id, _ in rows]
+        messages = [message for _, message in rows]
         try:
             with telemetry.tracer().start_as_current_span(f"relay {self.service}") as span:
                 span.set_attribute("messaging.batch.message_count", len(messages))
@@ -159,8 +165,8 @@ class Relay:
             await asyncio.to_thread(self._mark, ids, error=f"{type(exc).__name__}: {exc}")
             raise
         await asyncio.to_thread(self._mark, ids, error=None)
-        for message in messages:
-            telemetry.EVENTS_PUBLISHED.labels(service=self.service, type=message.envelope.type).inc()
+        for event_type, count in Counter(message.event_type for message in messages).items():
+            telemetry.EVENTS_PUBLISHED.labels(service=self.service, type=event_type).inc(count)
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -28,6 +28,18 @@ class OutgoingMessage:
 
 
 @dataclass(frozen=True)
+class StructuredMessage:
+    """An event already serialized in structured mode (how the outbox stores it): the
+    relay hands the stored bytes on without decoding them again. The local bus appends
+    them as they are; the Kafka bus decodes them into binary mode."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    event_type: str
+
+
+@dataclass(frozen=True)
 class RawMessage:
     """Bytes that are not (or no longer) a valid event: only ever sent to a DLQ."""
 
@@ -93,7 +105,7 @@ class Bus(ABC):
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def publish(self, messages: Sequence[OutgoingMessage | RawMessage]) -> None:
+    async def publish(self, messages: Sequence[OutgoingMessage | StructuredMessage | RawMessage]) -> None:
         """Append durably: when this returns, every message is acknowledged and will not be lost."""
 
     @abstractmethod

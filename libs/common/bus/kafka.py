@@ -18,8 +18,10 @@ from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import OffsetAndMetadata
 
-from socialzone_common.bus import Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, decoded
-from socialzone_common.envelope import from_binary, to_binary
+from socialzone_common.bus import (
+    Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
+)
+from socialzone_common.envelope import from_binary, from_structured, to_binary
 from socialzone_common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -83,13 +85,15 @@ class KafkaBus(Bus):
         if producer is not None:
             await producer.stop()  # flushes what is still buffered
 
-    async def publish(self, messages: Sequence[OutgoingMessage | RawMessage]) -> None:
+    async def publish(self, messages: Sequence[OutgoingMessage | StructuredMessage | RawMessage]) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaBus.publish before start()")
         deliveries = []
         try:
             for message in messages:
-                if isinstance(message, OutgoingMessage):
+                if isinstance(message, StructuredMessage):
+                    key, headers, value = to_binary(from_structured(message.value))
+                elif isinstance(message, OutgoingMessage):
                     key, headers, value = to_binary(message.envelope)
                     headers = headers + list(message.headers)
                 else:

@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from socialzone_common.bus import (
-    Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, decoded,
+    Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
 )
 from socialzone_common.catalog import topic_partitions
 from socialzone_common.envelope import Headers, from_structured, to_structured
@@ -260,12 +260,14 @@ class LocalBus(Bus):
             self._log.close()
             self._log = None
 
-    async def publish(self, messages: Sequence[OutgoingMessage | RawMessage]) -> None:
+    async def publish(self, messages: Sequence[OutgoingMessage | StructuredMessage | RawMessage]) -> None:
         if not messages:
             return
         rows = []
         for message in messages:
-            if isinstance(message, OutgoingMessage):
+            if isinstance(message, StructuredMessage):
+                rows.append((message.topic, message.key, None, message.value))
+            elif isinstance(message, OutgoingMessage):
                 rows.append((message.topic, message.envelope.partitionkey.encode(),
                              _encode_headers(message.headers), to_structured(message.envelope)))
             else:
