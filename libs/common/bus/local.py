@@ -147,6 +147,34 @@ class _Log:
                 "SELECT offset, key, headers, value FROM log WHERE topic=? AND partition=? AND offset>=? "
                 "ORDER BY offset LIMIT ?", (topic, partition, offset, limit)).fetchall()
 
+    def read_new(self, group: str, generation: int, positions: dict[tuple[str, int], int],
+                 limit: int) -> list[tuple[str, int, tuple]] | None:
+        """What a member polls, in one trip: None if the group's generation moved (the
+        member must rebalance first); else up to ``limit`` rows from the partitions whose
+        head is past the member's position. One query tells which partitions have news,
+        so an idle member costs one query a poll, not one per partition."""
+        topics = sorted({topic for topic, _ in positions})
+        with self._read_lock:
+            db = self._reader
+            row = db.execute("SELECT generation FROM groups WHERE grp=?", (group,)).fetchone()
+            if (row[0] if row else -1) != generation:
+                return None
+            if not topics:
+                return []
+            heads = db.execute(f"SELECT topic, partition, next_offset FROM heads WHERE topic IN "
+                               f"({','.join('?' * len(topics))})", topics).fetchall()
+            news = {(t, p) for t, p, head in heads if (t, p) in positions and head > positions[(t, p)]}
+            out: list[tuple[str, int, tuple]] = []
+            for tp in positions:  # in assignment order, as before
+                budget = limit - len(out)
+                if budget <= 0:
+                    break
+                if tp in news:
+                    out.extend((tp[0], tp[1], r) for r in db.execute(
+                        "SELECT offset, key, headers, value FROM log WHERE topic=? AND partition=? "
+                        "AND offset>=? ORDER BY offset LIMIT ?", (tp[0], tp[1], positions[tp], budget)))
+            return out
+
     def head(self, topic: str, partition: int) -> int:
         with self._read_lock:
             row = self._reader.execute("SELECT next_offset FROM heads WHERE topic=? AND partition=?",
@@ -347,12 +375,11 @@ class LocalConsumer(Consumer):
 
     async def _rebalance(self, *, force: bool = False) -> None:
         """Heartbeat now and then; recompute the assignment whenever the group's
-        generation moved (checked on every poll, so members agree quickly)."""
+        generation moved (``poll`` checks it on every read, so members agree quickly)."""
         now = time.monotonic()
         store = self.bus.store
         if not force and now - self._last_heartbeat < self.HEARTBEAT_EVERY_S:
-            if await asyncio.to_thread(store.generation, self.group) == self._generation:
-                return
+            return
         self._last_heartbeat = now
         self._generation, members = await asyncio.to_thread(
             store.heartbeat, self.group, self.member, self.bus.settings.session_timeout_s)
@@ -379,7 +406,7 @@ class LocalConsumer(Consumer):
                     await asyncio.to_thread(store.commit, self.group, {(t, p): positions[(t, p)]})
                 else:
                     positions[(t, p)] = 0
-        self._assigned, self._positions = mine, positions
+        self._assigned, self._positions = mine, {tp: positions[tp] for tp in mine}
 
     @property
     def assignment(self) -> list[tuple[str, int]]:
@@ -390,25 +417,22 @@ class LocalConsumer(Consumer):
         while True:
             await self._rebalance()
             records = await asyncio.to_thread(self._read, max_records)
+            if records is None:  # the group changed: take the new assignment, then read
+                await self._rebalance(force=True)
+                continue
             remaining = deadline - time.monotonic()
             if records or remaining <= 0 or self._closed:
                 return records
             await self.bus.wait_for_append(min(remaining, self.IDLE_RECHECK_S))
 
-    def _read(self, max_records: int) -> list[Record]:
+    def _read(self, max_records: int) -> list[Record] | None:
+        rows = self.bus.store.read_new(self.group, self._generation, self._positions, max_records)
+        if rows is None:
+            return None
         records: list[Record] = []
-        store = self.bus.store
-        for tp in self._assigned:
-            budget = max_records - len(records)
-            if budget <= 0:
-                break
-            topic, partition = tp
-            rows = store.read(topic, partition, self._positions[tp], budget)
-            for offset, key, headers, value in rows:
-                records.append(decoded(_structured_record, topic, partition, offset, key, value,
-                                       _headers(headers)))
-            if rows:
-                self._positions[tp] = rows[-1][0] + 1
+        for topic, partition, (offset, key, headers, value) in rows:
+            records.append(decoded(_structured_record, topic, partition, offset, key, value, _headers(headers)))
+            self._positions[(topic, partition)] = offset + 1
         return records
 
     async def commit(self, records: Sequence[Record]) -> None:
