@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Index, LargeBinary, delete, insert, text, update
+from sqlalchemy import Column, Index, LargeBinary, delete, text, update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, col, select
 
@@ -71,16 +71,33 @@ def enqueue_many(session: Session, envelopes: Sequence[Envelope]) -> None:
     if not envelopes:
         return
     traceparent = telemetry.current_traceparent()
-    created_at = now_utc()
     rows = []
     for envelope in envelopes:
         if envelope.traceparent is None and traceparent is not None:
             envelope = envelope.with_traceparent(traceparent)
-        rows.append({"event_id": envelope.id, "event_type": envelope.type,
-                     "topic": entry_for(envelope.type).topic.name, "partition_key": envelope.partitionkey,
-                     "envelope": to_structured(envelope), "created_at": created_at, "published_at": None,
-                     "attempts": 0, "last_error": None})
-    session.connection().execute(insert(OutboxMessage.__table__), rows)
+        rows.append((envelope.id, envelope.type, entry_for(envelope.type).topic.name, envelope.partitionkey,
+                     to_structured(envelope)))
+    enqueue_structured(session, rows)
+
+
+def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str, bytes]]) -> None:
+    """The outbox insert itself, for events already serialized in structured mode:
+    ``(event id, event type, topic, partition key, envelope bytes)`` rows, in the caller's
+    transaction, as one driver-level executemany of plain tuples (SQLAlchemy's per-row
+    parameter processing cost more than the insert). The creation time is converted
+    once, as the column type stores it."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    to_db = OutboxMessage.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    created_at = now_utc()
+    created_at = to_db(created_at) if to_db else created_at
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(
+        "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, attempts) "
+        f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
+        [(*row, created_at) for row in rows])
     session.info[OUTBOX_PENDING_FLAG] = True
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -148,9 +148,9 @@ class ConsumerWorker:
                      self.spec.group, len(wanted), exc)
             return False
         fresh_ids = {e.id for e in fresh}
-        for envelope in wanted:
-            outcome = "handled" if envelope.id in fresh_ids else "duplicate"
-            telemetry.EVENTS_CONSUMED.labels(group=self.spec.group, type=envelope.type, outcome=outcome).inc()
+        outcomes = Counter((e.type, "handled" if e.id in fresh_ids else "duplicate") for e in wanted)
+        for (event_type, outcome), count in outcomes.items():
+            telemetry.EVENTS_CONSUMED.labels(group=self.spec.group, type=event_type, outcome=outcome).inc(count)
         self.state.handled += len(fresh)
         self.state.duplicates += len(wanted) - len(fresh)
         return True
