@@ -15,7 +15,7 @@ from socialzone_common.events.common import Id, Intent, ZoneEvent
 
 Priority = Literal["low", "normal", "high", "urgent"]
 Handler = Literal["agent", "advocate", "bot"]
-SlaMetric = Literal["first_response", "resolution"]
+SlaMetric = Literal["first_response", "next_response", "resolution"]
 
 
 class CaseEvent(ZoneEvent):
