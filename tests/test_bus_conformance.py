@@ -221,6 +221,50 @@ async def test_a_poison_event_is_dead_lettered_with_its_error_and_origin_and_the
     assert header(junk.headers, "dlq_error").startswith("undecodable")
 
 
+async def test_a_group_reads_past_other_types_without_decoding_them_and_handles_its_own(make_bus, tmp_path):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=1)
+    wanted = [event("c1", i) for i in range(3)]
+    other = [event("c1", 10 + i).model_copy(update={"type": "test.other.happened"}) for i in range(3)]
+    await bus.publish([OutgoingMessage(topic, e) for pair in zip(wanted, other) for e in pair])
+    # the raw bytes of an undecodable record whose type header says "not for you"
+    await bus.publish([RawMessage(topic, b"c1", b"\xff not json", [("ce_type", b"test.other.happened")])])
+    await bus.publish([OutgoingMessage(topic, event("c1", 3))])
+
+    reader = bus.consumer(group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic],
+                          types=frozenset({"test.thing.happened"}))
+    await reader.start()
+    records = await drain(reader, 8)
+    await reader.close()
+    assert [r.skipped_type for r in records] == [None, "test.other.happened"] * 3 + ["test.other.happened", None]
+    assert all(r.envelope is None for r in records if r.skipped_type)
+    assert [r.envelope.data["seq"] for r in records if not r.skipped_type] == [0, 1, 2, 3]
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    run_migrations(engine, None)
+    handled: list[int] = []
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    worker = ConsumerWorker(bus=bus, spec=ConsumerSpec(group=group, topics=[topic],
+                                                        handler=lambda s, e: handled.append(e.data["seq"]),
+                                                        types=frozenset({"test.thing.happened"})),
+                            sessions=session_factory(engine), settings=ConsumerSettings(max_attempts=1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + DEADLINE_S
+    while len(handled) < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    engine.dispose()
+    # the skipped records (even the undecodable one) were committed, not dead-lettered
+    again = bus.consumer(group=group, topics=[topic])
+    await again.start()
+    leftover = await again.poll(max_records=100, timeout=1.0)
+    await again.close()
+    assert handled == [0, 1, 2, 3]
+    assert worker.state.dead_lettered == 0 and leftover == []
+
+
 async def test_the_local_log_forgets_what_is_older_than_its_retention(tmp_path):
     bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
     await bus.start()

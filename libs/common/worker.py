@@ -99,6 +99,8 @@ class ConsumerWorker:
 
     def _handle(self, record: Record) -> tuple[str, DeadLetter | None]:
         envelope = record.envelope
+        if record.skipped_type is not None:
+            return "skipped", None
         if envelope is None:
             return "dead_lettered", DeadLetter(record, f"undecodable: {record.decode_error}", 0)
         if self.spec.types is not None and envelope.type not in self.spec.types:
@@ -131,9 +133,12 @@ class ConsumerWorker:
 
     def _handle_as_one(self, records: Sequence[Record]) -> bool:
         """The whole batch in one transaction; False (nothing done) if it could not be."""
-        if any(r.envelope is None for r in records):
+        if any(r.envelope is None and r.skipped_type is None for r in records):
             return False
-        wanted = [r.envelope for r in records if self.spec.types is None or r.envelope.type in self.spec.types]
+        wanted = [r.envelope for r in records
+                  if r.envelope is not None and (self.spec.types is None or r.envelope.type in self.spec.types)]
+        if not wanted:
+            return True  # nothing this group handles: the records are only committed
         try:
             with self.sessions() as session:
                 try:
@@ -164,7 +169,7 @@ class ConsumerWorker:
         dead: list[DeadLetter] = []
         for record in records:
             outcome, letter = self._handle(record)
-            event_type = record.envelope.type if record.envelope else "undecodable"
+            event_type = record.envelope.type if record.envelope else record.skipped_type or "undecodable"
             if letter is not None:
                 stop_reason = self._dead_letter_budget_exceeded()
                 if stop_reason:
@@ -217,7 +222,7 @@ class ConsumerWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.consumer = self.bus.consumer(group=self.spec.group, topics=self.spec.topics,
-                                          client_id=self.spec.group)
+                                          client_id=self.spec.group, types=self.spec.types)
         await self.consumer.start()
         self.state.running = True
         last_housekeeping = 0.0

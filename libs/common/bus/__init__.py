@@ -61,10 +61,29 @@ class Record:
     headers: Headers
     envelope: Envelope | None
     decode_error: str | None = None
+    skipped_type: str | None = None
+    """Set, with ``envelope`` None, when the consumer asked for other event types only:
+    the type came from the ``ce_type`` header and the value was never decoded."""
 
 
-def decoded(envelope_factory, topic, partition, offset, key, value, headers) -> Record:
-    """Build a Record, keeping undecodable bytes for the DLQ instead of raising."""
+TYPE_HEADER = "ce_type"
+
+
+def decoded(envelope_factory, topic, partition, offset, key, value, headers,
+            types: frozenset[str] | None = None) -> Record:
+    """Build a Record, keeping undecodable bytes for the DLQ instead of raising. With
+    ``types``, a record whose ``ce_type`` header names another type is not decoded at all
+    (most of a consumer's cost is decoding; a group often reads a topic for a few types)."""
+    if types is not None:
+        for name, raw in headers:
+            if name == TYPE_HEADER:
+                try:
+                    event_type = raw.decode()
+                except (AttributeError, UnicodeDecodeError):
+                    break  # let the decoder judge the record
+                if event_type not in types:
+                    return Record(topic, partition, offset, key, value, headers, None, skipped_type=event_type)
+                break
     try:
         envelope = envelope_factory(headers, value)
         return Record(topic, partition, offset, key, value, headers, envelope)
@@ -110,9 +129,12 @@ class Bus(ABC):
 
     @abstractmethod
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None, ephemeral: bool = False) -> Consumer:
+                 client_id: str | None = None, ephemeral: bool = False,
+                 types: frozenset[str] | None = None) -> Consumer:
         """A group member. ``ephemeral``: a throw-away group (``socialzone tail``) whose
-        offsets are forgotten when it closes, where the bus can forget them."""
+        offsets are forgotten when it closes, where the bus can forget them. ``types``: the
+        event types the member handles; records of other types come back undecoded, with
+        ``skipped_type`` set (they are still delivered, to be committed)."""
 
     @abstractmethod
     async def ping(self) -> None:

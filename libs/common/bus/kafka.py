@@ -110,10 +110,11 @@ class KafkaBus(Bus):
             raise failures[0]
 
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None, ephemeral: bool = False) -> KafkaConsumer:
+                 client_id: str | None = None, ephemeral: bool = False,
+                 types: frozenset[str] | None = None) -> KafkaConsumer:
         # Kafka expires the offsets of an empty group by itself (offsets.retention.minutes).
         return KafkaConsumer(self._settings, self._options, group=group, topics=topics,
-                             start_from=start_from, client_id=client_id)
+                             start_from=start_from, client_id=client_id, types=types)
 
     async def ping(self) -> None:
         if self._producer is None:
@@ -152,9 +153,10 @@ class KafkaConsumer(Consumer):
     """One member of a consumer group; offsets move only through :meth:`commit`."""
 
     def __init__(self, settings: KafkaSettings, options: dict, *, group: str, topics: Sequence[str],
-                 start_from: StartFrom, client_id: str | None) -> None:
+                 start_from: StartFrom, client_id: str | None, types: frozenset[str] | None = None) -> None:
         self.group = group
         self.topics = list(topics)
+        self.types = types
         self._settings = settings
         self._options = options
         self._start_from = start_from
@@ -201,7 +203,7 @@ class KafkaConsumer(Consumer):
     async def poll(self, *, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         batches = await self._running.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
         return [
-            decoded(from_binary, m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()))
+            decoded(from_binary, m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or ()), self.types)
             for messages in batches.values()
             for m in messages  # aiokafka returns each partition's messages in offset order
         ]

@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 
 from socialzone_common.bus import (
-    Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
+    TYPE_HEADER, Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
 )
 from socialzone_common.catalog import topic_partitions
 from socialzone_common.envelope import Headers, from_structured, to_structured
@@ -293,11 +293,14 @@ class LocalBus(Bus):
             return
         rows = []
         for message in messages:
+            # Events carry their type in a header too, as in Kafka's binary mode, so that a
+            # consumer skips the types it does not handle without decoding them.
             if isinstance(message, StructuredMessage):
-                rows.append((message.topic, message.key, None, message.value))
+                rows.append((message.topic, message.key, _type_header(message.event_type), message.value))
             elif isinstance(message, OutgoingMessage):
+                headers = [(TYPE_HEADER, message.envelope.type.encode()), *message.headers]
                 rows.append((message.topic, message.envelope.partitionkey.encode(),
-                             _encode_headers(message.headers), to_structured(message.envelope)))
+                             _encode_headers(headers), to_structured(message.envelope)))
             else:
                 rows.append((message.topic, message.key, _encode_headers(message.headers), message.value))
         await asyncio.to_thread(self.store.append, rows)
@@ -317,9 +320,11 @@ class LocalBus(Bus):
                 pass
 
     def consumer(self, *, group: str, topics: Sequence[str], start_from: StartFrom = "earliest",
-                 client_id: str | None = None, ephemeral: bool = False) -> Consumer:
+                 client_id: str | None = None, ephemeral: bool = False,
+                 types: frozenset[str] | None = None) -> Consumer:
         return LocalConsumer(self, group=group, topics=list(topics), start_from=start_from,
-                             member=f"{client_id or 'member'}-{uuid.uuid4().hex[:12]}", ephemeral=ephemeral)
+                             member=f"{client_id or 'member'}-{uuid.uuid4().hex[:12]}", ephemeral=ephemeral,
+                             types=types)
 
     async def ping(self) -> None:
         await asyncio.to_thread(self.store.ping)
@@ -348,6 +353,10 @@ def _encode_headers(headers: Headers) -> bytes | None:
     return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers]) if headers else None
 
 
+def _type_header(event_type: str) -> bytes:
+    return orjson.dumps([[TYPE_HEADER, event_type]])
+
+
 def _headers(raw: bytes | None) -> Headers:
     if not raw:
         return []
@@ -361,9 +370,9 @@ class LocalConsumer(Consumer):
     IDLE_RECHECK_S = 0.05  # other processes may append: look again this often
 
     def __init__(self, bus: LocalBus, *, group: str, topics: list[str], start_from: StartFrom,
-                 member: str, ephemeral: bool = False) -> None:
+                 member: str, ephemeral: bool = False, types: frozenset[str] | None = None) -> None:
         self.bus, self.group, self.topics, self.start_from, self.member = bus, group, topics, start_from, member
-        self.ephemeral = ephemeral
+        self.ephemeral, self.types = ephemeral, types
         self._assigned: list[tuple[str, int]] = []
         self._positions: dict[tuple[str, int], int] = {}
         self._generation = -1
@@ -431,7 +440,8 @@ class LocalConsumer(Consumer):
             return None
         records: list[Record] = []
         for topic, partition, (offset, key, headers, value) in rows:
-            records.append(decoded(_structured_record, topic, partition, offset, key, value, _headers(headers)))
+            records.append(decoded(_structured_record, topic, partition, offset, key, value, _headers(headers),
+                                   self.types))
             self._positions[(topic, partition)] = offset + 1
         return records
 
