@@ -205,6 +205,44 @@ async def test_consumer_continues_the_trace_of_the_request_that_wrote_the_event(
                   outcome="handled") == consumed_before + 1
 
 
+async def test_a_batch_handled_in_one_transaction_links_every_events_trace_and_its_events_follow_it(
+        spans, sessions, bus):
+    group, topic = f"grp-{uuid.uuid4().hex[:8]}", f"test.telemetry.{uuid.uuid4().hex[:8]}"
+    requests = []
+    for n in range(3):
+        with telemetry.tracer().start_as_current_span(f"POST request {n}") as request_span:
+            with db.transaction(sessions) as session:
+                outbox.enqueue(session, thing(subject=f"cust-{n}"), topic=topic)
+        requests.append(request_span.get_span_context())
+    assert await outbox.Relay(service="svc", sessions=sessions, bus=bus).publish_pending() == 3
+
+    emitted: list[Envelope] = []
+
+    def batch(session, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:  # what a department writes while handling the batch
+            emitted.append(outbox.enqueue(session, thing(subject=envelope.subject), topic=f"{topic}.out"))
+
+    worker = ConsumerWorker(bus=bus, spec=ConsumerSpec(group=group, topics=[topic], handler=lambda s, e: None,
+                                                       batch_handler=batch),
+                            sessions=sessions, settings=ConsumerSettings())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = asyncio.get_running_loop().time() + WITHIN_S
+    while len(emitted) < 3 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, WITHIN_S)
+
+    batches = [s for s in spans.get_finished_spans() if s.name == f"process {group} batch"]
+    assert len(batches) == 1 and len(emitted) == 3
+    (span,) = batches
+    assert span.kind == SpanKind.CONSUMER
+    assert span.attributes["messaging.batch.message_count"] == 3
+    assert {(link.context.trace_id, link.context.span_id) for link in span.links} == \
+        {(r.trace_id, r.span_id) for r in requests}
+    assert {e.traceparent for e in emitted} == {traceparent_of(span)}
+
+
 async def test_a_poison_event_is_dead_lettered_counted_and_traced(spans, sessions, bus):
     service, group = f"svc-{uuid.uuid4().hex[:8]}", f"grp-{uuid.uuid4().hex[:8]}"
     topic = f"test.telemetry.{uuid.uuid4().hex[:8]}"

@@ -8,7 +8,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
@@ -40,6 +42,15 @@ def normalize_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
 
+def _dump_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns through orjson: several times faster than the json module, and columns
+# such as a case's SLA clocks are written for every event a department handles.
+_JSON = {"json_serializer": _dump_json, "json_deserializer": orjson.loads}
+
+
 def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous: str = "NORMAL") -> Engine:
     """An engine for one service. On PostgreSQL every connection works in ``schema``."""
     url = normalize_url(url)
@@ -47,7 +58,7 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **_JSON)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no branch - runs per connection
@@ -67,7 +78,7 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         bootstrap.dispose()
     connect_args = {"options": f"-csearch_path={schema},public"} if schema else {}
-    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True, pool_size=10, max_overflow=10, **_JSON)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

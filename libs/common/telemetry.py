@@ -84,6 +84,28 @@ def continued_span(name: str, traceparent: str | None, **attributes):
             otel_context.detach(token)
 
 
+MAX_BATCH_LINKS = 128  # OpenTelemetry's default span link limit: more would be dropped anyway
+
+
+@contextmanager
+def batch_span(name: str, traceparents: list[str | None], **attributes):
+    """The span of a batch handled in one transaction: linked to the trace of each event
+    it handled (up to MAX_BATCH_LINKS), as the messaging conventions do for batches. The
+    events written in the batch continue this span's trace."""
+    links = []
+    for traceparent in traceparents:
+        if len(links) >= MAX_BATCH_LINKS:
+            break
+        if traceparent:
+            context = trace.get_current_span(_propagator.extract({"traceparent": traceparent})).get_span_context()
+            if context.is_valid:
+                links.append(trace.Link(context))
+    with tracer().start_as_current_span(name, kind=trace.SpanKind.CONSUMER, links=links) as span:
+        for key, value in attributes.items():
+            span.set_attribute(key, value)
+        yield span
+
+
 # --- logs ---
 
 class _TraceIds(logging.Filter):

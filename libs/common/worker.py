@@ -140,13 +140,17 @@ class ConsumerWorker:
         if not wanted:
             return True  # nothing this group handles: the records are only committed
         try:
-            with self.sessions() as session:
+            with telemetry.batch_span(f"process {self.spec.group} batch", [e.traceparent for e in wanted],
+                                      **{"messaging.consumer.group.name": self.spec.group,
+                                         "messaging.batch.message_count": len(wanted)}) as span, \
+                    self.sessions() as session:
                 try:
                     fresh = claim_many(session, group=self.spec.group, envelopes=wanted)
                     self.spec.batch_handler(session, fresh)
                     session.commit()
-                except BaseException:
+                except BaseException as exc:
                     session.rollback()
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                     raise
         except Exception as exc:
             log.info("group %s: batch of %d failed (%s); handling it one event at a time",
