@@ -330,3 +330,25 @@ def test_configure_logging_replaces_the_handlers_instead_of_adding_more(json_log
     root = logging.getLogger()
     assert len(root.handlers) == 1
     assert root.level == logging.WARNING
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+async def test_a_request_is_traced_once_as_one_server_span_named_after_its_route(spans, tmp_path):
+    from socialzone_common.settings import load_settings
+    from socialzone_common.web import build_host_app
+    from tests.test_http_platform import serving, widget_spec
+
+    settings = load_settings(data_dir=tmp_path, admin_key="test-admin-key", environment="development",
+                             run_relay=False, run_consumers=False)
+    host = build_host_app([widget_spec(tmp_path)], settings=settings)
+    async with serving(host) as client:
+        spans.clear()
+        response = await client.post("/widgets/v1/widgets", headers={"Authorization": "Bearer test-admin-key"},
+                                     json={"name": "w", "author": {"identifiers": []}})
+    assert response.status_code == 201, response.text
+
+    server = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    # one server span: FastAPI's own telemetry is off beside the OpenTelemetry instrumentation
+    assert [s.name for s in server] == ["POST /v1/widgets"], [(s.name, s.kind) for s in spans.get_finished_spans()]
+    assert server[0].attributes["http.route"] == "/v1/widgets"

@@ -14,7 +14,9 @@ from socialzone_common.service import ServiceRuntime
 from socialzone_common.settings import ServiceSettings
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+# Plain attribute reads: ``async def`` so that FastAPI does not send them through the
+# thread pool (each trip costs more than the read itself).
+async def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
@@ -35,7 +37,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             await asyncio.to_thread(session.close)
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.runtime.settings
 
 

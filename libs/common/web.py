@@ -104,9 +104,16 @@ def _platform_router(service: str) -> APIRouter:
     return router
 
 
+# FastAPI's own OpenTelemetry support, on by default since 0.16x, would trace every request
+# a second time (and every dependency and serialization step as a span of its own) beside
+# the OpenTelemetry ASGI instrumentation below, and count requests beside /metrics.
+_FASTAPI_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
 def build_service_app(runtime: ServiceRuntime) -> FastAPI:
     spec = runtime.spec
-    app = FastAPI(title=f"socialzone {spec.title}", description=spec.description, version=VERSION)
+    app = FastAPI(title=f"socialzone {spec.title}", description=spec.description, version=VERSION,
+                  telemetry=_FASTAPI_TELEMETRY)
     app.state.runtime = runtime
     app.state.keyring = runtime.keyring
     install_problem_handlers(app)
@@ -166,7 +173,8 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
                 await runtime.stop()
             await bus.close()
 
-    host = FastAPI(title="socialzone", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    host = FastAPI(title="socialzone", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
+                   telemetry=_FASTAPI_TELEMETRY)
     install_problem_handlers(host)  # e.g. a 404 for a path outside every service
     host.state.runtimes = {r.spec.name: r for r in runtimes}
     host.state.bus = bus
