@@ -39,6 +39,9 @@ class BusinessCalendar:
         self.always_open = not any(self.spans.values())
         self.country, self.subdiv = holiday_country, holiday_subdiv
         self.extra = {d if isinstance(d, date) else date.fromisoformat(d) for d in (extra_holidays or [])}
+        # A calendar is immutable (a changed one is a new instance): each day's open intervals
+        # are worked out once. Every new case asks for six due times that walk the same days.
+        self._days: dict[date, list[tuple[datetime, datetime]]] = {}
 
     @classmethod
     def from_row(cls, row) -> BusinessCalendar:
@@ -51,6 +54,12 @@ class BusinessCalendar:
         return bool(self.country) and day in _holidays(self.country, self.subdiv)
 
     def _open_intervals(self, day: date) -> list[tuple[datetime, datetime]]:
+        intervals = self._days.get(day)
+        if intervals is None:
+            intervals = self._days[day] = self._work_out(day)
+        return intervals
+
+    def _work_out(self, day: date) -> list[tuple[datetime, datetime]]:
         if self.is_holiday(day):
             return []
         out = []
@@ -63,18 +72,29 @@ class BusinessCalendar:
 
     def add(self, start: datetime, seconds: float) -> datetime:
         """The moment ``seconds`` of business time after ``start``."""
+        return self.add_many(start, (seconds,))[0]
+
+    def add_many(self, start: datetime, seconds: tuple[float, ...] | list[float]) -> list[datetime]:
+        """:meth:`add` for several amounts from one start, in one walk over the days (an SLA
+        clock needs its half-way mark, its warning and its due time)."""
         if self.always_open:
-            return start + timedelta(seconds=seconds)
-        remaining = timedelta(seconds=max(0.0, seconds))
+            return [start + timedelta(seconds=s) for s in seconds]
+        wanted = sorted((timedelta(seconds=max(0.0, s)), i) for i, s in enumerate(seconds))
+        out: list[datetime | None] = [None] * len(wanted)
+        used = timedelta(0)  # business time between start and the interval being looked at
+        n = 0
         day = start.astimezone(self.zone).date() - timedelta(days=1)
         for _ in range(MAX_DAYS):
             for a, b in self._open_intervals(day):
                 if b <= start:
                     continue
                 a = max(a, start)
-                if a + remaining <= b:
-                    return a + remaining
-                remaining -= b - a
+                while n < len(wanted) and a + (wanted[n][0] - used) <= b:
+                    out[wanted[n][1]] = a + (wanted[n][0] - used)
+                    n += 1
+                if n == len(wanted):
+                    return out
+                used += b - a
             day += timedelta(days=1)
         raise ValueError("the calendar has no business hours within two years")
 

@@ -36,18 +36,29 @@ def digest(customer_id: str) -> str:
 # case but change rarely. Each process keeps them for a few seconds per database; a change
 # made through this process (an API write, a crisis event) clears them at once, another
 # replica sees it within CONFIG_TTL_S.
+#
+# "Per database" is per engine: on PostgreSQL two services (or two tests) on one server URL
+# differ only by their schema (the engine's search_path), which the URL does not show. An
+# entry keeps its engine, so the key (its id) cannot be reused while the entry lives.
 
 CONFIG_TTL_S = 2.0
-_cache: dict[tuple[str, str, str], tuple[float, object]] = {}
+_cache: dict[tuple[int, str, str], tuple[float, object, object]] = {}
 
 
 def cached(session: Session, kind: str, key: str, load):
-    entry = (str(session.get_bind().url), kind, key)
+    bind = session.info.get("care.bind")
+    if bind is None:
+        bind = session.info["care.bind"] = session.get_bind()
+    entry = (id(bind), kind, key)
     hit = _cache.get(entry)
     if hit is not None and time.monotonic() - hit[0] < CONFIG_TTL_S:
         return hit[1]
     value = load()
-    _cache[entry] = (time.monotonic(), value)
+    now = time.monotonic()
+    if len(_cache) > 256:  # forget expired entries (and the engines of runtimes long gone)
+        for old in [k for k, v in _cache.items() if now - v[0] >= CONFIG_TTL_S]:
+            del _cache[old]
+    _cache[entry] = (now, value, bind)
     return value
 
 

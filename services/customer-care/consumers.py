@@ -8,7 +8,7 @@ from sqlmodel import Session
 from socialzone_common.catalog import CUSTOMERS, INSIGHTS, INTERACTIONS, MARKETING, PRIVACY, SALES, parse_payload
 from socialzone_common.envelope import Envelope
 from socialzone_common.worker import ConsumerSpec
-from socialzone_care import domain
+from socialzone_care import batch, domain
 from socialzone_care.clock import clock_of
 
 INTERACTION_TYPES = frozenset({"identity.interaction.attributed"})
@@ -36,6 +36,15 @@ class Handlers:
         event = parse_payload(envelope)
         domain.on_interaction(session, customer_id=event.customer_id, interaction=event.interaction,
                               settings=self.settings, now=self.now())
+
+    def on_interactions(self, session: Session, envelopes: list[Envelope]) -> None:
+        """A polled batch in one transaction (see batch.py); the platform falls back to
+        :meth:`on_interaction` one event at a time if this raises."""
+        items = []
+        for envelope in envelopes:
+            event = parse_payload(envelope)
+            items.append((event.customer_id, event.interaction, self.now()))
+        batch.on_interactions(session, items, settings=self.settings)
 
     def on_customer(self, session: Session, envelope: Envelope) -> None:
         event = parse_payload(envelope)
@@ -80,7 +89,7 @@ def consumer_specs(runtime) -> list[ConsumerSpec]:
     handlers = Handlers(runtime)
     return [
         ConsumerSpec(group="care-interactions", topics=[INTERACTIONS.name], handler=handlers.on_interaction,
-                     types=INTERACTION_TYPES,
+                     batch_handler=handlers.on_interactions, types=INTERACTION_TYPES,
                      description="Opens cases from the zone stream, threads replies, keeps customer value"),
         ConsumerSpec(group="care-customers", topics=[CUSTOMERS.name, PRIVACY.name], handler=handlers.on_customer,
                      types=CUSTOMER_TYPES, description="Moves cases on merges and unmerges; erasure"),

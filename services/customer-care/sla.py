@@ -80,10 +80,9 @@ def start(session: Session, case: Case, metric: str, *, now: datetime, warning_f
     pol = policy(session, case.sla_policy) or DEFAULT_POLICIES["standard"]
     cal = calendar(session, pol.calendar)
     target = _target(pol, metric)
-    due = cal.add(now, target)
+    due, half_at, warn_at = cal.add_many(now, (target, target * 0.5, target * (1 - warning_fraction)))
     entry = {"start": now.isoformat(), "due": due.isoformat(), "target_s": target,
-             "half_at": cal.add(now, target * 0.5).isoformat(),
-             "warn_at": cal.add(now, target * (1 - warning_fraction)).isoformat()}
+             "half_at": half_at.isoformat(), "warn_at": warn_at.isoformat()}
     case.sla_clock = {**case.sla_clock, metric: entry}
     setattr(case, f"{metric}_due", due)
     case.sla_warnings = [m for m in case.sla_warnings if m != metric]

@@ -72,3 +72,24 @@ def test_adding_business_seconds_is_measured_back_by_between(start, seconds):
 @given(moments, st.integers(0, 50 * 3600), st.integers(0, 50 * 3600))
 def test_business_time_adds_up(start, a, b):
     assert CAL.add(CAL.add(start, a), b) == CAL.add(start, a + b)
+
+
+def _add_one_walk_each(cal: BusinessCalendar, start: datetime, seconds: float) -> datetime:
+    """The walk add() did before add_many: one amount at a time (the reference)."""
+    remaining = timedelta(seconds=max(0.0, seconds))
+    day = start.astimezone(cal.zone).date() - timedelta(days=1)
+    while True:
+        for a, b in cal._open_intervals(day):
+            if b <= start:
+                continue
+            a = max(a, start)
+            if a + remaining <= b:
+                return a + remaining
+            remaining -= b - a
+        day += timedelta(days=1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(moments, st.lists(st.floats(-10, 100 * 3600, allow_nan=False), min_size=1, max_size=4))
+def test_several_amounts_in_one_walk_are_each_what_one_walk_each_gives(start, amounts):
+    assert CAL.add_many(start, amounts) == [_add_one_walk_each(CAL, start, s) for s in amounts]
