@@ -19,6 +19,7 @@ from ``socialzone_identity.matching.evaluation.febrl_figures()`` when it is inst
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -89,6 +90,7 @@ async def attribution(n: int) -> dict[str, float]:
     await bus.start()
     await bus.ensure_topics({"zone.interactions.raw": 12, "zone.interactions.raw.dlq": 12})
     events = _interactions(n)
+    gc.freeze()  # the pre-built sample is not the consumer's garbage (as in bench/bus.py)
     for i in range(0, n, 2000):
         await bus.publish([OutgoingMessage("zone.interactions.raw", e) for e in events[i:i + 2000]])
     ctx = Context.from_settings(settings)
@@ -236,6 +238,9 @@ async def reads(customers: int, entries: int) -> dict[str, float]:
 
 
 def main() -> None:
+    from socialzone_common.service import tune_gc
+
+    tune_gc()  # what `socialzone run` and `socialzone serve` do at start-up (as in bench/bus.py)
     n = int(os.environ.get("BENCH_IDENTITY_N", "30000"))
     customers = int(os.environ.get("BENCH_IDENTITY_CUSTOMERS", "100000"))
     entries = int(os.environ.get("BENCH_IDENTITY_ENTRIES", "1000000"))

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from socialzone_common.catalog import parse_payload
 from socialzone_common.envelope import Envelope
 from socialzone_identity import privacy, resolution, timeline
-from socialzone_identity.store import chase
+from socialzone_identity.store import chase, chase_many
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,26 @@ def on_department_event(session: Session, envelope: Envelope) -> None:
                  "an erased" if found else "an unknown", customer_id)
         return
     timeline.add_event(session, envelope, customer_id=found[0], origin=customer_id)
+
+
+def on_department_events(session: Session, envelopes: list[Envelope]) -> None:
+    """:func:`on_department_event` for a polled batch (the worker's batch handler): the
+    customers followed through merges in one query, the entries written in one statement.
+    Each event is still validated: a malformed one fails the batch, which the worker then
+    handles one event per transaction (retries, then the DLQ)."""
+    projected = [(e, getattr(parse_payload(e), "customer_id")) for e in envelopes if e.type in timeline.PROJECTED_TYPES]
+    if not projected:
+        return
+    found = chase_many(session, {customer_id for _e, customer_id in projected})
+    rows = []
+    for envelope, customer_id in projected:
+        target = found.get(customer_id)
+        if target is None or target[1] == "erased":
+            log.info("%s %s names %s customer %s; not on any timeline", envelope.type, envelope.id,
+                     "an erased" if target else "an unknown", customer_id)
+            continue
+        rows.append(timeline.event_row(envelope, customer_id=target[0], origin=customer_id))
+    timeline.add_rows(session, rows)
 
 
 def on_privacy_event(session: Session, envelope: Envelope) -> None:

@@ -3,12 +3,21 @@ bulk statements instead of several statements per interaction.
 
 The common cases — a new author, or an author whose identifiers all belong to one
 customer — are resolved in memory against identifiers fetched for the whole batch
-in one query, and their writes (customers, identifiers, timeline entries, outbox
-rows, profile updates) go to the database in bulk at the end. Everything else (two
-customers in one record: merges and suggestions; handles re-linked to another
-platform id; caps; retractions) first flushes what is pending and then runs the
-one-event resolution of :mod:`socialzone_identity.resolution`, so both paths give
-the same result and events are applied in their order.
+in one query per identifier type, and their writes (customers, identifiers, timeline
+entries, outbox rows, profile updates) go to the database in one statement per table
+at the end. Everything else (two customers in one record: merges and suggestions;
+handles re-linked to another platform id; caps; retractions) first flushes what is
+pending and then runs the one-event resolution of :mod:`socialzone_identity.resolution`,
+so both paths give the same result and events are applied in their order. After such
+an event only what it can have changed is read again (its identifiers and the customers
+they lead to), so a batch with many of them stays linear.
+
+The hot path keeps no ORM object and no event model: each raw event is validated (a
+malformed one fails the batch, and the worker retries it alone and dead-letters it),
+the few values attribution needs are taken from the validated model, and the outgoing
+events are written as the bytes ``to_structured`` would write, with the interaction
+passed through as ingest recorded it. The attributed event's data is serialized once
+and shared by its outbox envelope and its timeline entry.
 
 On PostgreSQL the batch takes the advisory locks of all its identifiers (one global
 order) and row-locks the customers they belong to before reading anything, so the
@@ -18,92 +27,107 @@ concurrency argument of the one-event path holds for the batch as a whole.
 from __future__ import annotations
 
 import logging
-
-import orjson
-from dataclasses import dataclass, field
-from datetime import timezone
+import os
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+import orjson
+from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from socialzone_common import telemetry
 from socialzone_common.catalog import entry_for
-from socialzone_common.envelope import Envelope, new_event_id, now_utc
+from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.events.ingest import InteractionRecorded
 from socialzone_common.outbox import OUTBOX_PENDING_FLAG
 from socialzone_identity import resolution, timeline
 from socialzone_identity.identifiers import PLATFORM_TYPES, Normalized, type_strength
-from socialzone_identity.models import Customer, IdentifierLink, Suppression
-from socialzone_identity.profile import apply_profile, observation, reconcile
-from socialzone_identity.store import SOURCE, is_postgres, lock_identifiers, new_customer_id
+from socialzone_identity.models import Customer, IdentifierLink
+from socialzone_identity.profile import display_name, observation, reconcile, search_text
+from socialzone_identity.store import SOURCE, lock_identifiers, new_customer_id
 
 log = logging.getLogger(__name__)
 I = IdentifierLink.__table__
 C = Customer.__table__
-T = timeline.T
 
-_LOOKUP = select(I.c.id, I.c.type, I.c.value, I.c.customer_id, I.c.anchor_id).where(
-    I.c.type == bindparam("t"), I.c.value.in_(bindparam("vs", expanding=True)))
-_CUSTOMERS = select(C.c.id, C.c.status, C.c.merged_into, C.c.created_at, C.c.profile).where(
-    C.c.id.in_(bindparam("ids", expanding=True))).order_by(C.c.id)
-_SUPPRESSED = select(Suppression.__table__.c.hash).where(
-    Suppression.__table__.c.hash.in_(bindparam("hs", expanding=True)))
-_INSERT_IDENTIFIER = insert(I).returning(I.c.id, sort_by_parameter_order=True)
-_SET_ANCHOR = update(I).where(I.c.id == bindparam("row_id")).values(anchor_id=bindparam("anchor"))
-_SET_PROFILE = update(C).where(C.c.id == bindparam("cid")).values(
-    profile=bindparam("profile"), display_name=bindparam("display_name"), search_text=bindparam("search_text"),
-    updated_at=bindparam("updated_at"), needs_match=bindparam("rematch"))
+RECORDED = "ingest.interaction.recorded"
+CREATED = "identity.customer.created"
+LINKED = "identity.identifier.linked"
+ATTRIBUTED = "identity.interaction.attributed"
+CHUNK = 500  # values per IN (...) list / rows per multi-row INSERT
+
 _COUNTS = select(I.c.type, func.count().label("n")).where(I.c.customer_id == bindparam("cid")).group_by(I.c.type)
 
+_IDENTIFIER_COLUMNS = ("type", "value", "customer_id", "origin_customer_id", "strength", "rule", "evidence_event_id",
+                       "evidence_agent", "anchor_id", "linked_at", "last_seen_at")
+_TIMELINE_COLUMNS = ("customer_id", "origin_customer_id", "via_identifier_id", "event_id", "event_type", "department",
+                     "occurred_at", "summary", "channel", "interaction_id", "ref_id", "sentiment", "language", "amount",
+                     "currency", "retracted", "event")
+_CUSTOMER_COLUMNS = ("id", "status", "merged_into", "created_at", "updated_at", "created_from", "display_name",
+                     "search_text", "profile", "needs_match")
 
-@dataclass
+
 class Ident:
-    id: int | None
-    customer_id: str
-    anchor_id: int | None = None
-    anchor_key: tuple[str, str] | None = None
+    """A known identifier: its row id (None until inserted), customer and platform-id anchor."""
+
+    __slots__ = ("id", "customer_id", "anchor_id", "anchor_key")
+
+    def __init__(self, row_id: int | None, customer_id: str, anchor_id: int | None = None,
+                 anchor_key: tuple[str, str] | None = None) -> None:
+        self.id, self.customer_id, self.anchor_id, self.anchor_key = row_id, customer_id, anchor_id, anchor_key
 
 
-@dataclass
 class Cust:
-    id: str
-    status: str
-    merged_into: str | None
-    created_at: Any
-    profile: dict | None
-    new: bool = False
-    dirty: bool = False
-    rematch: bool = False
-    counts: dict[str, int] | None = None
+    """A customer as the batch knows it (profile changes are written at the flush)."""
+
+    __slots__ = ("id", "status", "merged_into", "created_at", "profile", "new", "rematch", "counts")
+
+    def __init__(self, customer_id: str, status: str, merged_into: str | None, profile: dict | None, *,
+                 created_at: datetime | None = None, new: bool = False, counts: dict[str, int] | None = None) -> None:
+        self.id, self.status, self.merged_into, self.profile = customer_id, status, merged_into, profile
+        self.created_at, self.new, self.rematch, self.counts = created_at, new, False, counts
 
 
-@dataclass
+class Parsed:
+    """What attribution needs from one validated ``ingest.interaction.recorded``."""
+
+    __slots__ = ("ids", "keys", "vouched", "occurred", "values", "kind")
+
+    def __init__(self, ids: list[Normalized], vouched: bool, occurred: datetime, values: dict, kind: str) -> None:
+        self.ids, self.keys = ids, [(n.type, n.value) for n in ids]
+        self.vouched, self.occurred, self.values, self.kind = vouched, occurred, values, kind
+
+
 class Batch:
-    idents: dict[tuple[str, str], Ident] = field(default_factory=dict)
-    customers: dict[str, Cust] = field(default_factory=dict)
-    new_customers: list[str] = field(default_factory=list)
-    new_idents: list[dict] = field(default_factory=list)
-    timeline_rows: list[dict] = field(default_factory=list)
-    outbox_rows: list[dict] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.idents: dict[tuple[str, str], Ident] = {}
+        self.customers: dict[str, Cust] = {}
+        self.new_customers: list[Cust] = []
+        self.dirty: dict[str, Cust] = {}
+        # (type, value, customer, strength, rule, evidence event, linked at, anchor key)
+        self.new_idents: list[tuple] = []
+        # (key of the identifier it came through or None, the row without via_identifier_id)
+        self.timeline_rows: list[tuple[tuple[str, str] | None, tuple]] = []
+        self.outbox_rows: list[tuple] = []
 
     def pending(self) -> bool:
-        return bool(self.new_customers or self.new_idents or self.timeline_rows or self.outbox_rows
-                    or any(c.dirty for c in self.customers.values()))
+        return bool(self.new_customers or self.new_idents or self.timeline_rows or self.outbox_rows or self.dirty)
 
 
-@dataclass(slots=True)
-class Out:
-    """An event for the outbox, built without the pydantic envelope (the hot path)."""
-
-    id: str
-    type: str
-    subject: str
-    data: dict
+_IDS: list[str] = []
 
 
-def _event(event_type: str, data: dict, subject: str) -> Out:
-    return Out(new_event_id(), event_type, subject, data)
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, like ``envelope.new_event_id``, drawn from a pool
+    filled by one ``os.urandom`` call per thousand ids."""
+    try:
+        return _IDS.pop()
+    except IndexError:
+        raw = os.urandom(16_000).hex()
+        _IDS.extend(f"{raw[i:i + 8]}-{raw[i + 8:i + 12]}-4{raw[i + 13:i + 16]}-{'89ab'[int(raw[i + 16], 16) & 3]}"
+                    f"{raw[i + 17:i + 20]}-{raw[i + 20:i + 32]}" for i in range(0, 32_000, 32))
+        return _IDS.pop()
 
 
 _SCHEMAS: dict[str, tuple[str, str]] = {}
@@ -117,55 +141,64 @@ def _schema(event_type: str) -> tuple[str, str]:
     return found
 
 
-def _structured(out: Out, now, traceparent: str | None) -> bytes:
-    """Exactly what ``socialzone_common.envelope.to_structured`` writes for this event."""
-    dataschema, _topic = _schema(out.type)
-    body = {"id": out.id, "source": SOURCE, "specversion": "1.0", "type": out.type, "subject": out.subject,
-            "time": now, "datacontenttype": "application/json", "dataschema": dataschema,
-            "partitionkey": out.subject}
+def structured(event_id: str, event_type: str, subject: str, time: datetime, traceparent: str | None,
+               data: bytes) -> bytes:
+    """Exactly what ``socialzone_common.envelope.to_structured`` writes for this event, with
+    ``data`` already serialized (the attributed interaction is serialized once for both
+    the outbox and the timeline)."""
+    body = {"id": event_id, "source": SOURCE, "specversion": "1.0", "type": event_type, "subject": subject,
+            "time": time, "datacontenttype": "application/json", "dataschema": _schema(event_type)[0],
+            "partitionkey": subject}
     if traceparent:
         body["traceparent"] = traceparent
-    body["data"] = out.data
-    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+    head = orjson.dumps(body, option=orjson.OPT_UTC_Z)
+    return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
-class Raw:
-    """Bulk inserts through the driver (no statement compilation, no per-row processing):
-    the timeline and outbox rows of a batch are most of what attribution writes."""
+class Sql:
+    """Driver-level statements for the bulk writes (no statement compilation, no per-row
+    processing by SQLAlchemy: the timeline and outbox rows are most of what attribution writes)."""
 
     def __init__(self, dialect: str) -> None:
-        self.pg = dialect == "postgresql"
-        mark = "%s" if self.pg else "?"
-        json_mark = "CAST(%s AS JSON)" if self.pg else "?"
-        self.outbox_sql = (f"INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
-                           f"attempts) VALUES ({', '.join([mark] * 6)}, 0)")
-        columns = ("customer_id", "origin_customer_id", "via_identifier_id", "event_id", "event_type", "department",
-                   "occurred_at", "summary", "channel", "interaction_id", "ref_id", "sentiment", "language", "amount",
-                   "currency", "retracted", "event")
-        self.timeline_columns = columns
-        self.timeline_sql = (f"INSERT INTO timeline ({', '.join(columns)}) VALUES "
-                             f"({', '.join([mark] * (len(columns) - 1) + [json_mark])})")
+        self.pg = pg = dialect == "postgresql"
+        mark = "%s" if pg else "?"
+        json_mark = "CAST(%s AS JSON)" if pg else "?"
 
-    def time(self, value):
+        def marks(columns, json_columns=()):
+            return ", ".join(json_mark if c in json_columns else mark for c in columns)
+
+        self.mark = mark
+        self.lookup = "SELECT id, type, value, customer_id, anchor_id FROM identifiers WHERE type = {m} AND value IN ({})"
+        self.load = "SELECT id, status, merged_into, profile FROM customers WHERE id IN ({}) ORDER BY id" + (
+            " FOR UPDATE" if pg else "")  # PostgreSQL: locked until the batch commits (see resolution.py)
+        self.suppressed = "SELECT hash FROM suppressions WHERE hash IN ({})"
+        self.true, self.false = (True, False) if pg else (1, 0)
+        self.outbox = (f"INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
+                       f"attempts) VALUES ({', '.join([mark] * 6)}, 0)")
+        self.timeline = (f"INSERT INTO timeline ({', '.join(_TIMELINE_COLUMNS)}) "
+                         f"VALUES ({marks(_TIMELINE_COLUMNS, ('event',))})")
+        self.customers = (f"INSERT INTO customers ({', '.join(_CUSTOMER_COLUMNS)}) "
+                          f"VALUES ({marks(_CUSTOMER_COLUMNS, ('profile',))})")
+        self.identifier_row = f"({marks(_IDENTIFIER_COLUMNS)})"
+        self.identifiers = f"INSERT INTO identifiers ({', '.join(_IDENTIFIER_COLUMNS)}) VALUES "
+        self.anchor = f"UPDATE identifiers SET anchor_id = {mark} WHERE id = {mark}"
+        # never clears needs_match: a profile not yet scored stays pending (matcher.match_pending)
+        self.profile = (f"UPDATE customers SET profile = {json_mark}, display_name = {mark}, search_text = {mark}, "
+                        f"updated_at = {mark}, needs_match = (needs_match OR {mark}) WHERE id = {mark}")
+
+    def time(self, value: datetime):
+        """A UTC time as SQLAlchemy's DateTime stores it on SQLite; as is for psycopg."""
         if self.pg:
             return value
-        value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if value.utcoffset():
+            value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
-    def timeline_row(self, row: dict) -> tuple:
-        values = []
-        for column in self.timeline_columns:
-            value = row.get(column)
-            if column == "occurred_at":
-                value = self.time(value)
-            elif column == "event":
-                value = orjson.dumps(value).decode() if value is not None else None
-            elif column == "amount" and value is not None:
-                value = value if self.pg else str(value)
-            elif column == "retracted":
-                value = bool(value) if self.pg else int(bool(value))
-            values.append(value)
-        return tuple(values)
+    def marks(self, n: int) -> str:
+        return ", ".join([self.mark] * n)
+
+    def amount(self, value: Decimal | None):
+        return value if self.pg or value is None else str(value)
 
 
 class BatchResolver:
@@ -173,77 +206,117 @@ class BatchResolver:
 
     def __init__(self, ctx: resolution.Context) -> None:
         self.ctx = ctx
-        self._raw: Raw | None = None
+        self._sql: Sql | None = None
         self.traceparent: str | None = None
+        self.now: datetime = now_utc()
 
-    def raw(self, session: Session) -> Raw:
-        if self._raw is None:
-            self._raw = Raw(session.get_bind().dialect.name)
-        return self._raw
+    def sql(self, session: Session) -> Sql:
+        if self._sql is None:
+            self._sql = Sql(session.get_bind().dialect.name)
+        return self._sql
 
     # -- the batch -------------------------------------------------------------------------
 
     def resolve(self, session: Session, envelopes: list[Envelope]) -> None:
         conn = session.connection()
-        parsed: list[tuple[Envelope, Any, list[Normalized]]] = []
+        self.sql(session)
+        rules = self.ctx.rules
+        parsed: list[tuple[Envelope, Parsed | None]] = []
+        every: set[Normalized] = set()
         for envelope in envelopes:
-            if envelope.type != "ingest.interaction.recorded":
-                parsed.append((envelope, None, []))
+            if envelope.type != RECORDED:
+                parsed.append((envelope, None))
                 continue
-            interaction = InteractionRecorded.model_validate(envelope.data).interaction  # bad data: retried, DLQ
-            ids, _problems = resolution.normalize_all(self.ctx.rules, interaction.author.identifiers)
-            parsed.append((envelope, interaction, ids))
-        every = sorted({n for _, _, ids in parsed for n in ids}, key=lambda n: n.key)
-        self._every = every
-        lock_identifiers(session, every)
+            p = self._parse(envelope)  # bad data: the batch fails, the event is retried alone, then DLQ
+            parsed.append((envelope, p))
+            every.update(p.ids)
+        ordered = sorted(every, key=lambda n: n.key)
+        lock_identifiers(session, ordered)
         batch = Batch()
-        suppressed = self._suppressed(conn, every)
-        self._prefetch(session, conn, batch, every)
+        suppressed = self._suppressed(conn, ordered)
+        self._prefetch(session, conn, batch, ordered)
         self.traceparent = telemetry.current_traceparent()
-        for envelope, interaction, ids in parsed:
-            if interaction is None:
-                self._slow(session, batch, envelope)
+        self.now = now_utc()
+        for envelope, p in parsed:
+            if p is None:
+                self._slow(session, batch, envelope, ())
                 continue
-            if not ids:
+            if not p.ids:
                 self.ctx.count("unidentifiable")
+                log.warning("interaction %s has no usable identifier; not attributed",
+                            envelope.data["interaction"].get("interaction_id"))
                 continue
-            if any(self.ctx.rules.suppression_hash(n) in suppressed for n in ids):
+            if suppressed and any(rules.suppression_hash(n) in suppressed for n in p.ids):
                 self.ctx.count("suppressed")
                 continue
-            if not self._fast(session, conn, batch, envelope, interaction, ids):
-                self._slow(session, batch, envelope)
+            if not self._fast(session, conn, batch, envelope, p):
+                self._slow(session, batch, envelope, p.ids)
         self._flush(session, conn, batch)
 
+    def _parse(self, envelope: Envelope) -> Parsed:
+        """Validate the event (as the one-event path does) and keep only what attribution
+        reads; the model is dropped at once (the interaction goes out as ingest wrote it)."""
+        interaction = InteractionRecorded.model_validate(envelope.data).interaction
+        ids, problems = resolution.normalize_all(self.ctx.rules, interaction.author.identifiers)
+        if problems:
+            log.info("interaction %s: ignored identifiers: %s", interaction.interaction_id, "; ".join(problems))
+        values, kind = observation(interaction, crm_sources=self.ctx.crm_sources)
+        occurred = interaction.occurred_at
+        if occurred.utcoffset():
+            occurred = occurred.astimezone(timezone.utc)
+        return Parsed(ids, resolution.is_deterministic(interaction, self.ctx.crm_sources), occurred, values, kind)
+
     def _suppressed(self, conn, ids: list[Normalized]) -> set[str]:
+        sql = self._sql
         hashes = [self.ctx.rules.suppression_hash(n) for n in ids]
         found: set[str] = set()
-        for i in range(0, len(hashes), 500):
-            found.update(conn.execute(_SUPPRESSED, {"hs": hashes[i:i + 500]}).scalars())
+        for i in range(0, len(hashes), CHUNK):
+            chunk = hashes[i:i + CHUNK]
+            found.update(r[0] for r in conn.exec_driver_sql(sql.suppressed.format(sql.marks(len(chunk))),
+                                                            tuple(chunk)))
         return found
 
-    def _prefetch(self, session: Session, conn, batch: Batch, ids: list[Normalized]) -> None:
+    def _prefetch(self, session: Session, conn, batch: Batch, ids) -> set[str]:
+        """Read the identifiers ``ids`` (one query per type) and the customers they belong
+        to; returns those customers' ids."""
         by_type: dict[str, list[str]] = {}
         for n in ids:
             by_type.setdefault(n.type, []).append(n.value)
+        idents = batch.idents
+        sql = self._sql
+        owners: set[str] = set()
         for kind, values in by_type.items():
-            for i in range(0, len(values), 500):
-                for row in conn.execute(_LOOKUP, {"t": kind, "vs": values[i:i + 500]}):
-                    batch.idents[(row.type, row.value)] = Ident(row.id, row.customer_id, row.anchor_id)
-        self._load_customers(session, conn, batch, {i.customer_id for i in batch.idents.values()})
+            for i in range(0, len(values), CHUNK):
+                chunk = values[i:i + CHUNK]
+                statement = sql.lookup.format(sql.marks(len(chunk)), m=sql.mark)
+                for row_id, kind_, value, customer_id, anchor_id in conn.exec_driver_sql(statement, (kind, *chunk)):
+                    idents[(kind_, value)] = Ident(row_id, customer_id, anchor_id)
+                    owners.add(customer_id)
+        self._load_customers(session, conn, batch, owners)
+        return owners
 
-    def _load_customers(self, session: Session, conn, batch: Batch, ids: set[str]) -> None:
+    def _load_customers(self, session: Session, conn, batch: Batch, ids) -> None:
         wanted = sorted(i for i in ids if i not in batch.customers)
-        statement = _CUSTOMERS.with_for_update() if is_postgres(session) else _CUSTOMERS
-        for i in range(0, len(wanted), 500):
-            for row in conn.execute(statement, {"ids": wanted[i:i + 500]}):
-                batch.customers[row.id] = Cust(row.id, row.status, row.merged_into, row.created_at, row.profile)
+        sql = self._sql
+        loads = orjson.loads
+        for i in range(0, len(wanted), CHUNK):
+            chunk = wanted[i:i + CHUNK]
+            for cid, status, merged_into, profile in conn.exec_driver_sql(sql.load.format(sql.marks(len(chunk))),
+                                                                          tuple(chunk)):
+                if isinstance(profile, (str, bytes)):  # SQLite keeps JSON as text; psycopg decodes it
+                    profile = loads(profile)
+                batch.customers[cid] = Cust(cid, status, merged_into, profile)
 
     def _customer(self, session: Session, conn, batch: Batch, customer_id: str) -> Cust | None:
+        """The active customer answering for ``customer_id`` (following merges), or None."""
+        cust = batch.customers.get(customer_id)
+        if cust is not None and cust.status == "active":
+            return cust
         seen = set()
         while customer_id not in seen:
             seen.add(customer_id)
             if customer_id not in batch.customers:
-                self._load_customers(session, conn, batch, {customer_id})
+                self._load_customers(session, conn, batch, (customer_id,))
             cust = batch.customers.get(customer_id)
             if cust is None:
                 return None
@@ -255,178 +328,238 @@ class BatchResolver:
 
     def _counts(self, conn, cust: Cust) -> dict[str, int]:
         if cust.counts is None:
-            if cust.new:
-                cust.counts = {}
-            else:
-                cust.counts = {r.type: r.n for r in conn.execute(_COUNTS, {"cid": cust.id})}
+            cust.counts = {} if cust.new else {r.type: r.n for r in conn.execute(_COUNTS, {"cid": cust.id})}
         return cust.counts
 
     # -- one interaction -------------------------------------------------------------------
 
-    def _fast(self, session: Session, conn, batch: Batch, envelope: Envelope, interaction, ids: list[Normalized]) -> bool:
+    def _fast(self, session: Session, conn, batch: Batch, envelope: Envelope, p: Parsed) -> bool:
         """Resolve in memory; False when the interaction needs the one-event path."""
-        vouched = resolution.is_deterministic(interaction, self.ctx.crm_sources)
-        platform = {n.type: n for n in ids if n.type in PLATFORM_TYPES}
+        idents = batch.idents
+        ids, keys = p.ids, p.keys
+        platform: dict[str, tuple[str, str]] | None = None
         evidence: list[tuple[Normalized, Ident]] = []
-        for n in ids:
-            ident = batch.idents.get((n.type, n.value))
+        new: list[Normalized] = []
+        for n, key in zip(ids, keys):
+            ident = idents.get(key)
             if ident is None:
+                new.append(n)
                 continue
-            if n.anchor_type is not None and n.anchor_type in platform:
-                # a known handle next to its platform id: fine only if it is already tied to it
-                anchor = platform[n.anchor_type]
-                anchor_ident = batch.idents.get((anchor.type, anchor.value))
-                if anchor_ident is None or ident.customer_id != anchor_ident.customer_id or not (
-                        ident.anchor_key == (anchor.type, anchor.value)
-                        or (ident.anchor_id is not None and ident.anchor_id == anchor_ident.id)):
-                    return False
-                continue
+            anchor_type = n.anchor_type
+            if anchor_type is not None:
+                if platform is None:
+                    platform = {m.type: k for m, k in zip(ids, keys) if m.type in PLATFORM_TYPES}
+                anchor_key = platform.get(anchor_type)
+                if anchor_key is not None:
+                    # a known handle next to its platform id: fine only if it is already tied to it
+                    anchor_ident = idents.get(anchor_key)
+                    if anchor_ident is None or not (ident.anchor_key == anchor_key or (
+                            ident.anchor_id is not None and ident.anchor_id == anchor_ident.id)):
+                        return False
+                    mine = self._customer(session, conn, batch, ident.customer_id)
+                    if mine is None or mine is not self._customer(session, conn, batch, anchor_ident.customer_id):
+                        return False
+                    continue
             evidence.append((n, ident))
-        customers = set()
+        cust = None
         for _n, ident in evidence:
-            cust = self._customer(session, conn, batch, ident.customer_id)
-            if cust is None:
+            found = self._customer(session, conn, batch, ident.customer_id)
+            if found is None or (cust is not None and found is not cust):
+                return False  # an erased customer, or a merge or suggestion: the one-event path decides
+            cust = found
+        occurred = p.occurred
+        created = cust is None
+        if created:
+            cust = Cust(new_customer_id(), "active", None, None, created_at=occurred, new=True, counts={})
+        if new:
+            counts = self._counts(conn, cust)
+            wanted: dict[str, int] = {}
+            for n in new:
+                wanted[n.type] = wanted.get(n.type, 0) + 1
+            cap = self.ctx.rules.cap
+            if any(counts.get(kind, 0) + k > cap(kind) for kind, k in wanted.items()):
                 return False
-            customers.add(cust.id)
-        if len(customers) > 1:
-            return False  # merge or suggestion: the one-event path decides
-        occurred = interaction.occurred_at.astimezone(timezone.utc)
-        created = not customers
+        interaction = envelope.data["interaction"]
+        sql = self.sql(session)
+        at = sql.time(occurred)
+        now, traceparent, outbox = self.now, self.traceparent, batch.outbox_rows
+        cid = cust.id
         if created:
-            cust = Cust(new_customer_id(), "active", None, occurred, None, new=True, counts={})
-            batch.customers[cust.id] = cust
-            batch.new_customers.append(cust.id)
-        else:
-            cust = batch.customers[next(iter(customers))]
-        new = [n for n in ids if (n.type, n.value) not in batch.idents]
-        counts = self._counts(conn, cust) if new else {}
-        wanted: dict[str, int] = {}
-        for n in new:
-            wanted[n.type] = wanted.get(n.type, 0) + 1
-        if any(counts.get(kind, 0) + k > self.ctx.rules.cap(kind) for kind, k in wanted.items()):
-            if created:
-                batch.customers.pop(cust.id)
-                batch.new_customers.pop()
-            return False
-        strength_rule = "new_customer" if created else ("deterministic_record" if vouched else "co_occurrence")
-        events: list[Out] = []
-        if created:
-            events.append(_event("identity.customer.created", {
-                "customer_id": cust.id, "created_from": "interaction", "interaction_id": interaction.interaction_id,
-                "display_name": interaction.author.display_name}, cust.id))
-            batch.timeline_rows.append(dict(
-                customer_id=cust.id, origin_customer_id=cust.id, via_identifier_id=None, event_id=events[0].id,
-                event_type="identity.customer.created", department="identity", occurred_at=occurred,
-                summary=timeline.summarize("identity.customer.created", events[0].data), channel=interaction.source,
-                interaction_id=interaction.interaction_id, ref_id=None, sentiment=None, language=None, amount=None,
-                currency=None, retracted=False, event=events[0].data))
-        for n in sorted(new, key=lambda n: 1 if n.anchor_type else 0):
-            strength = type_strength(n.type, vouched=vouched)
-            anchor_key = None
-            if n.anchor_type and n.anchor_type in platform:
-                anchor_key = (n.anchor_type, platform[n.anchor_type].value)
-            batch.new_idents.append(dict(type=n.type, value=n.value, customer_id=cust.id, origin_customer_id=cust.id,
-                                         strength=strength, rule=strength_rule, evidence_event_id=envelope.id,
-                                         evidence_agent=None, anchor_id=None, linked_at=occurred,
-                                         last_seen_at=occurred, _anchor=anchor_key))
-            batch.idents[(n.type, n.value)] = Ident(None, cust.id, None, anchor_key)
-            counts[n.type] = counts.get(n.type, 0) + 1
-            events.append(_event("identity.identifier.linked", {
-                "customer_id": cust.id, "identifier": {"type": n.type, "value": n.value}, "strength": strength,
-                "rule": strength_rule, "evidence_event_id": envelope.id}, cust.id))
-        values, kind = observation(interaction, crm_sources=self.ctx.crm_sources)
-        if values:
-            profile, what = reconcile(cust.profile, values, kind=kind, at=occurred, origin=cust.id)
+            batch.customers[cid] = cust
+            batch.new_customers.append(cust)
+            event_id = new_event_id()
+            data = {"customer_id": cid, "created_from": "interaction",
+                    "interaction_id": interaction["interaction_id"],
+                    "display_name": interaction["author"].get("display_name")}
+            body = orjson.dumps(data)
+            outbox.append((event_id, CREATED, _schema(CREATED)[1], cid, structured(event_id, CREATED, cid, now,
+                                                                                     traceparent, body)))
+            batch.timeline_rows.append((None, (
+                cid, cid, event_id, CREATED, "identity", at, timeline.summarize(CREATED, data),
+                interaction["source"], interaction["interaction_id"], None, None, None, None, None, sql.false,
+                body.decode())))
+        if new:
+            vouched = p.vouched
+            rule = "new_customer" if created else ("deterministic_record" if vouched else "co_occurrence")
+            if len(new) > 1:
+                new.sort(key=lambda n: 1 if n.anchor_type else 0)  # platform ids before their handles
+            for n in new:
+                strength = type_strength(n.type, vouched=vouched)
+                anchor_key = None
+                if n.anchor_type is not None:
+                    if platform is None:
+                        platform = {m.type: k for m, k in zip(ids, keys) if m.type in PLATFORM_TYPES}
+                    anchor_key = platform.get(n.anchor_type)
+                key = (n.type, n.value)
+                batch.new_idents.append((n.type, n.value, cid, strength, rule, envelope.id, occurred, anchor_key))
+                idents[key] = Ident(None, cid, None, anchor_key)
+                counts[n.type] = counts.get(n.type, 0) + 1
+                event_id = new_event_id()
+                body = orjson.dumps({"customer_id": cid, "identifier": {"type": n.type, "value": n.value, "verified": None},
+                                     "strength": strength, "rule": rule, "evidence_event_id": envelope.id})
+                outbox.append((event_id, LINKED, _schema(LINKED)[1], cid,
+                               structured(event_id, LINKED, cid, now, traceparent, body)))
+        if p.values:
+            profile, what = reconcile(cust.profile, p.values, kind=p.kind, at=occurred, origin=cid)
             if what:
-                cust.profile, cust.dirty = profile, True
-                cust.rematch = cust.rematch or what == "value"
-        matched_by = evidence[0][0] if evidence else None
+                cust.profile = profile
+                batch.dirty[cid] = cust
+                if what == "value":
+                    cust.rematch = True
+        matched_by = None
         if evidence:
-            evidence.sort(key=lambda e: 0 if type_strength(e[0].type, vouched=vouched) == "strong" else 1)
+            if len(evidence) > 1:
+                vouched = p.vouched
+                evidence.sort(key=lambda e: 0 if type_strength(e[0].type, vouched=vouched) == "strong" else 1)
             matched_by = evidence[0][0]
-        data = {"customer_id": cust.id, "interaction": envelope.data["interaction"],
-                "matched_by": {"type": matched_by.type, "value": matched_by.value} if matched_by else None,
+        data = {"customer_id": cid, "interaction": interaction,
+                "matched_by": ({"type": matched_by.type, "value": matched_by.value, "verified": None}
+                               if matched_by else None),
                 "merged_from": None}
-        attributed = _event("identity.interaction.attributed", data, cust.id)
-        events.append(attributed)
-        via_key = (matched_by.type, matched_by.value) if matched_by else (ids[0].type, ids[0].value)
-        row = timeline.interaction_row(customer_id=cust.id, origin=cust.id, via=None, envelope_id=attributed.id,
-                                       data=data, interaction=data["interaction"], occurred_at=occurred)
-        row["_via"] = via_key
-        batch.timeline_rows.append(row)
-        batch.outbox_rows.extend(events)
+        body = orjson.dumps(data)
+        event_id = new_event_id()
+        outbox.append((event_id, ATTRIBUTED, _schema(ATTRIBUTED)[1], cid,
+                       structured(event_id, ATTRIBUTED, cid, now, traceparent, body)))
+        via_key = (matched_by.type, matched_by.value) if matched_by else keys[0]
+        batch.timeline_rows.append((via_key, self._interaction_row(sql, cid, event_id, data, interaction, at, body)))
         self.ctx.count("created" if created else "attributed")
         return True
 
-    def _slow(self, session: Session, batch: Batch, envelope: Envelope) -> None:
+    @staticmethod
+    def _interaction_row(sql: Sql, cid: str, event_id: str, data: dict, interaction: dict, at, body: bytes) -> tuple:
+        """:func:`timeline.interaction_row` as a driver row (without ``via_identifier_id``)."""
+        enrichment = interaction.get("enrichment") or {}
+        sentiment = (enrichment.get("sentiment") or {}).get("score")
+        tx = interaction.get("transaction") or {}
+        amount = tx.get("amount")
+        currency = None
+        if amount is not None:
+            if tx.get("type") == "order":
+                amount = Decimal(str(amount))
+            elif tx.get("type") == "refund":
+                amount = -abs(Decimal(str(amount)))
+            else:
+                amount = None
+            currency = tx.get("currency") if amount is not None else None
+        return (cid, cid, event_id, ATTRIBUTED, "interactions", at, timeline.summarize(ATTRIBUTED, data),
+                interaction.get("source"), interaction.get("interaction_id"), None, sentiment,
+                enrichment.get("language") or interaction.get("language"), sql.amount(amount), currency, sql.false,
+                body.decode())
+
+    def _slow(self, session: Session, batch: Batch, envelope: Envelope, ids) -> None:
+        """The one-event path, after writing what is pending; then read again only what it
+        can have changed: its identifiers and the customers they led and lead to (a merge
+        moves the merged customer's identifiers, which the batch then follows through
+        ``merged_into``; a re-linked handle is one of the event's identifiers)."""
         conn = session.connection()
         self._flush(session, conn, batch)
-        if envelope.type == "ingest.interaction.recorded":
+        if envelope.type == RECORDED:
             resolution.attribute(session, envelope, self.ctx)
         elif envelope.type == "ingest.interaction.retracted":
-            resolution.retract(session, envelope)
+            resolution.retract(session, envelope)  # only the timeline changes
         session.flush()
-        # the one-event path may have merged or re-linked: forget what we knew
-        batch.idents.clear()
-        batch.customers.clear()
-        self._prefetch(session, conn, batch, self._every)
+        if not ids:
+            return
+        touched: set[str] = set()
+        for n in ids:
+            ident = batch.idents.pop((n.type, n.value), None)
+            if ident is not None:
+                touched.add(ident.customer_id)
+        for cid in list(touched):  # and the survivors they were followed to
+            seen = batch.customers.get(cid)
+            while seen is not None and seen.merged_into and seen.merged_into not in touched:
+                touched.add(seen.merged_into)
+                seen = batch.customers.get(seen.merged_into)
+        for cid in touched:
+            batch.customers.pop(cid, None)
+        touched |= self._prefetch(session, conn, batch, ids)
+        self._load_customers(session, conn, batch, touched)
 
     # -- writing ---------------------------------------------------------------------------
 
     def _flush(self, session: Session, conn, batch: Batch) -> None:
         if not batch.pending():
             return
+        sql = self.sql(session)
+        now = self.now = now_utc()
+        stamp = sql.time(now)
         if batch.new_customers:
             rows = []
-            for cid in batch.new_customers:
-                cust = batch.customers[cid]
-                view = apply_profile(None, cust.profile) if cust.profile else {"profile": None, "display_name": None,
-                                                                                 "search_text": None}
-                rows.append(dict(id=cid, status="active", merged_into=None, created_at=cust.created_at,
-                                 updated_at=now_utc(), created_from="interaction", needs_match=True, **view))
-                cust.dirty = False
-            conn.execute(insert(C), rows)
+            for cust in batch.new_customers:
+                batch.dirty.pop(cust.id, None)
+                profile = cust.profile
+                rows.append((cust.id, "active", None, sql.time(cust.created_at), stamp, "interaction",
+                             display_name(profile) if profile else None, search_text(profile) if profile else None,
+                             orjson.dumps(profile).decode() if profile else None, sql.true))
+            conn.exec_driver_sql(sql.customers, rows)
         if batch.new_idents:
-            rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in batch.new_idents]
-            new_ids = conn.execute(_INSERT_IDENTIFIER, rows).scalars().all()
-            for r, row_id in zip(batch.new_idents, new_ids):
-                batch.idents[(r["type"], r["value"])].id = row_id
-            anchors = []
-            for r, row_id in zip(batch.new_idents, new_ids):
-                if r["_anchor"] is not None and r["_anchor"] in batch.idents:
-                    anchors.append({"row_id": row_id, "anchor": batch.idents[r["_anchor"]].id})
-                    batch.idents[(r["type"], r["value"])].anchor_id = anchors[-1]["anchor"]
-            if anchors:
-                conn.execute(_SET_ANCHOR, anchors)
-        dirty = [c for c in batch.customers.values() if c.dirty]
-        if dirty:
-            now = now_utc()
-            conn.execute(_SET_PROFILE, [dict(cid=c.id, updated_at=now, rematch=c.rematch,
-                                             **apply_profile(None, c.profile)) for c in dirty])
-            for c in dirty:
-                c.dirty = c.rematch = False
-        raw = self.raw(session)
+            self._insert_identifiers(conn, sql, batch)
+        if batch.dirty:
+            conn.exec_driver_sql(sql.profile, [
+                (orjson.dumps(c.profile).decode(), display_name(c.profile), search_text(c.profile), stamp,
+                 sql.true if c.rematch else sql.false, c.id) for c in batch.dirty.values()])
+            for c in batch.dirty.values():
+                c.rematch = False
         if batch.timeline_rows:
+            idents = batch.idents
             rows = []
-            for r in batch.timeline_rows:
-                via = r.pop("_via", None)
-                if via is not None:
-                    ident = batch.idents.get(via)
-                    r["via_identifier_id"] = ident.id if ident else None
-                rows.append(raw.timeline_row(r))
-            conn.exec_driver_sql(raw.timeline_sql, rows)
+            for via, row in batch.timeline_rows:
+                ident = idents.get(via) if via is not None else None
+                rows.append((row[0], row[1], ident.id if ident is not None else None) + row[2:])
+            conn.exec_driver_sql(sql.timeline, rows)
         if batch.outbox_rows:
-            now = now_utc()
-            created = raw.time(now)
-            conn.exec_driver_sql(raw.outbox_sql, [
-                (e.id, e.type, _schema(e.type)[1], e.subject, _structured(e, now, self.traceparent), created)
-                for e in batch.outbox_rows])
+            conn.exec_driver_sql(sql.outbox, [row + (stamp,) for row in batch.outbox_rows])
             session.info[OUTBOX_PENDING_FLAG] = True
+        for cust in batch.new_customers:  # they now exist in the database like any other
+            cust.new = False
         batch.new_customers.clear()
+        batch.dirty.clear()
         batch.new_idents.clear()
         batch.timeline_rows.clear()
         batch.outbox_rows.clear()
-        # new customers now exist in the database like any other
-        for c in batch.customers.values():
-            c.new = False
 
+    def _insert_identifiers(self, conn, sql: Sql, batch: Batch) -> None:
+        """Multi-row INSERT ... RETURNING (one statement per 500 identifiers), then the
+        handles' anchors (their platform id may be new in the same statement)."""
+        idents = batch.idents
+        new = batch.new_idents
+        for i in range(0, len(new), CHUNK):
+            chunk = new[i:i + CHUNK]
+            params: list[Any] = []
+            for kind, value, cid, strength, rule, event_id, occurred, _anchor in chunk:
+                at = sql.time(occurred)
+                params.extend((kind, value, cid, cid, strength, rule, event_id, None, None, at, at))
+            statement = (sql.identifiers + ", ".join([sql.identifier_row] * len(chunk))
+                         + " RETURNING id, type, value")
+            for row_id, kind, value in conn.exec_driver_sql(statement, tuple(params)):
+                idents[(kind, value)].id = row_id
+        anchors = []
+        for kind, value, *_rest, anchor_key in new:
+            if anchor_key is not None:
+                anchor = idents.get(anchor_key)
+                if anchor is not None and anchor.id is not None:
+                    ident = idents[(kind, value)]
+                    ident.anchor_id = anchor.id
+                    anchors.append((anchor.id, ident.id))
+        if anchors:
+            conn.exec_driver_sql(sql.anchor, anchors)

@@ -144,6 +144,9 @@ class Rules:
         self.region = region.upper()
         self.exact_junk = {b.strip().lower() for b in blocklist if "*" not in b and "?" not in b}
         self.pattern_junk = [b.strip().lower() for b in blocklist if "*" in b or "?" in b]
+        # the wildcard entries as one regular expression (what fnmatchcase does for each)
+        self._junk_pattern = (re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.pattern_junk))
+                              if self.pattern_junk else None)
         self.caps = dict(caps or {})
         self.default_cap = default_cap
         self.salt = salt
@@ -197,7 +200,7 @@ class Rules:
         value = value.lower()
         if value in self.exact_junk:
             return True
-        return any(fnmatch.fnmatchcase(value, pattern) for pattern in self.pattern_junk)
+        return self._junk_pattern is not None and self._junk_pattern.match(value) is not None
 
     def cap(self, kind: str) -> int:
         return self.caps.get(kind, self.default_cap)

@@ -85,18 +85,109 @@ def match_customer(session: Session, matcher: Matcher, customer: Customer, *, th
 
 
 def match_pending(session: Session, matcher: Matcher, *, threshold: float, max_candidates: int,
-                  limit: int = 200) -> int:
+                  limit: int = 200, max_block: int = 1000) -> int:
     """Score the customers whose profile is new or changed (``needs_match``); returns how
-    many were scored. Runs apart from attribution so that attribution stays fast."""
+    many were scored. Runs apart from attribution so that attribution stays fast.
+
+    Batched: up to ``limit`` profiles per call with a fixed number of queries (profiles,
+    identifiers, the blocks of all their keys, the candidates and their identifiers), so
+    a burst of new authors costs per profile only its features and scores. All reads
+    come first and the writes (blocking keys, suggestions, ``needs_match``) last, so on
+    SQLite the single write lock is held for a moment, not for the whole pass. A key
+    shared by more than ``max_block`` customers (a very common name alone) is too
+    unspecific to pick candidates and is skipped; the profile keeps it for later lookups.
+    It commits once, between its reads and its writes (the caller commits the writes)."""
     from sqlalchemy import update
 
-    rows = session.execute(select(Customer.id, Customer.updated_at).where(
-        Customer.needs_match.is_(True), Customer.status == "active").order_by(Customer.updated_at).limit(limit)).all()
-    for customer_id, _seen in rows:
-        customer = session.get(Customer, customer_id)
-        match_customer(session, matcher, customer, threshold=threshold, max_candidates=max_candidates)
-    for customer_id, seen in rows:
+    C = Customer.__table__
+    rows = session.execute(select(C.c.id, C.c.updated_at, C.c.profile).where(
+        C.c.needs_match.is_(True), C.c.status == "active").order_by(C.c.updated_at).limit(limit)).all()
+    if not rows:
+        return 0
+    pending = {r.id: r for r in rows}
+    identifiers = _identifiers_of_many(session, list(pending))
+    features = {cid: matcher.features(_Profile(r.profile), identifiers.get(cid, [])) for cid, r in pending.items()}
+    keys = {cid: matcher.blocking_keys(f) for cid, f in features.items()}
+
+    # the blocks of every key of the pass, in one query per 500 keys; this pass's own
+    # profiles join them in memory (two new profiles of one pass meet each other)
+    blocks: dict[str, set[str]] = {}
+    every_key = sorted({k for ks in keys.values() for k in ks})
+    for i in range(0, len(every_key), 500):
+        for key, customer_id in session.execute(select(BlockingKey.key, BlockingKey.customer_id).where(
+                BlockingKey.key.in_(every_key[i:i + 500]))):
+            blocks.setdefault(key, set()).add(customer_id)
+    for cid, ks in keys.items():
+        for key in ks:
+            blocks.setdefault(key, set()).add(cid)
+
+    chosen: dict[str, list[str]] = {}
+    for cid, ks in keys.items():
+        shared: dict[str, int] = {}
+        for key in ks:
+            members = blocks.get(key, ())
+            if len(members) > max_block:
+                continue
+            for other in members:
+                if other != cid:
+                    shared[other] = shared.get(other, 0) + 1
+        # the candidates that share the most blocking keys first, so the cap drops the weakest
+        chosen[cid] = sorted(shared, key=lambda o: (-shared[o], o))[:max_candidates]
+    others = sorted({o for cands in chosen.values() for o in cands if o not in pending})
+    profiles: dict[str, Any] = {cid: r.profile for cid, r in pending.items()}
+    for i in range(0, len(others), 500):
+        for cid, status, profile in session.execute(select(C.c.id, C.c.status, C.c.profile).where(
+                C.c.id.in_(others[i:i + 500]))):
+            if status == "active":
+                profiles[cid] = profile
+    other_identifiers = _identifiers_of_many(session, [o for o in others if o in profiles])
+    matches: list[tuple[str, str, Match]] = []
+    for cid, cands in chosen.items():
+        for other in cands:
+            if other not in profiles:
+                continue  # merged or erased meanwhile
+            theirs = features.get(other)
+            if theirs is None:
+                theirs = features[other] = matcher.features(_Profile(profiles[other]), other_identifiers.get(other, []))
+            match = matcher.score(features[cid], theirs)
+            if match.probability >= threshold:
+                matches.append((cid, other, match))
+
+    from socialzone_identity import suggestions
+
+    # End the reading transaction before the first write: on SQLite a transaction that has
+    # read cannot start writing once attribution has committed since (SQLITE_BUSY_SNAPSHOT),
+    # and the write lock is then held only for the few statements below.
+    session.commit()
+    still = set(session.execute(select(C.c.id).where(C.c.id.in_(list(pending)), C.c.status == "active")).scalars())
+    session.execute(delete(BlockingKey.__table__).where(BlockingKey.customer_id.in_(list(pending))))
+    new_keys = [{"key": k, "customer_id": cid} for cid, ks in keys.items() if cid in still for k in sorted(ks)]
+    if new_keys:
+        session.execute(insert(BlockingKey.__table__), new_keys)
+    suggestions.suggest_many(session, [
+        (cid, other, {"rule": "match_model", "probability": float(match.probability), "weight": float(match.weight),
+                      "features": {**match.to_dict(), "reasons": matcher.reasons(match)}})
+        for cid, other, match in matches if cid in still])
+    for customer_id, r in pending.items():
         # a profile that changed again meanwhile keeps its flag and is scored again
-        session.execute(update(Customer.__table__).where(Customer.id == customer_id, Customer.updated_at == seen)
+        session.execute(update(C).where(C.c.id == customer_id, C.c.updated_at == r.updated_at)
                         .values(needs_match=False))
     return len(rows)
+
+
+class _Profile:
+    """What :meth:`Matcher.features` reads of a customer."""
+
+    __slots__ = ("profile",)
+
+    def __init__(self, profile: dict | None) -> None:
+        self.profile = profile
+
+
+def _identifiers_of_many(session: Session, customer_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    for i in range(0, len(customer_ids), 500):
+        for kind, value, customer_id in session.execute(select(I.c.type, I.c.value, I.c.customer_id).where(
+                I.c.customer_id.in_(customer_ids[i:i + 500])).order_by(I.c.id)):
+            found.setdefault(customer_id, []).append((kind, value))
+    return found

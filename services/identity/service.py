@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from socialzone_common.service import ServiceRuntime, ServiceSpec
@@ -11,6 +12,8 @@ from socialzone_identity.models import IdentityTable
 from socialzone_identity.settings import IdentitySettings
 
 RESOLUTION_GROUP = "identity-resolution"
+TIMELINE_GROUP = "identity-timeline"
+log = logging.getLogger(__name__)
 
 
 def _routers():
@@ -44,8 +47,9 @@ def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
 
     return [
         resolution_spec(runtime),
-        ConsumerSpec(group="identity-timeline", topics=["zone.care", "zone.marketing", "zone.sales"],
+        ConsumerSpec(group=TIMELINE_GROUP, topics=["zone.care", "zone.marketing", "zone.sales"],
                      handler=consumers.on_department_event, types=timeline.PROJECTED_TYPES,
+                     batch_handler=consumers.on_department_events,
                      description="Appends department events to the customer timeline"),
         ConsumerSpec(group="identity-privacy", topics=["zone.privacy"], handler=consumers.on_privacy_event,
                      description="Tracks each service's erasure completion"),
@@ -53,7 +57,12 @@ def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
 
 
 async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
-    """Scores new and changed profiles with the match model (apart from attribution)."""
+    """Scores new and changed profiles with the match model (apart from attribution), a
+    batch of ``match_batch`` profiles per pass. With a backlog it works at most
+    ``match_busy_share`` of the time: after a pass that took t seconds it sleeps
+    t * (1 - share) / share, so attribution keeps the CPU and the database it needs."""
+    import time
+
     from socialzone_identity.matcher import load_matcher, match_pending
 
     settings = runtime.settings
@@ -64,21 +73,27 @@ async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
         return
 
     threshold = settings.suggestion_threshold()
+    share = min(1.0, max(0.05, settings.match_busy_share))
 
     def one_pass() -> int:
         with runtime.sessions() as session:
-            scored = match_pending(session, matcher, threshold=threshold,
-                                   max_candidates=settings.match_max_candidates)
+            scored = match_pending(session, matcher, threshold=threshold, max_candidates=settings.match_max_candidates,
+                                   limit=settings.match_batch, max_block=settings.match_max_block)
             session.commit()
             return scored
 
     while not stop.is_set():
-        scored = await asyncio.to_thread(one_pass)
-        if scored == 0:
-            try:
-                await asyncio.wait_for(stop.wait(), settings.match_poll_s)
-            except asyncio.TimeoutError:
-                pass
+        started = time.monotonic()
+        try:
+            scored = await asyncio.to_thread(one_pass)
+        except Exception:  # e.g. SQLite busy under a write burst: try again later, never stop
+            log.warning("match pass failed; retrying after %.1fs", settings.match_poll_s, exc_info=True)
+            scored = 0
+        pause = settings.match_poll_s if scored == 0 else (time.monotonic() - started) * (1 - share) / share
+        try:
+            await asyncio.wait_for(stop.wait(), max(pause, 0.001))
+        except asyncio.TimeoutError:
+            pass
 
 
 SERVICE = ServiceSpec(

@@ -16,6 +16,7 @@ C = Customer.__table__
 
 
 _STATUS = select(C.c.status, C.c.merged_into).where(C.c.id == bindparam("id"))
+_STATUS_MANY = select(C.c.id, C.c.status, C.c.merged_into).where(C.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def new_customer_id() -> str:
@@ -58,6 +59,38 @@ def chase(session: Session, customer_id: str) -> tuple[str, str] | None:
             continue
         return current, row.status
     return None  # a cycle cannot be written, but never loop
+
+
+def chase_many(session: Session, customer_ids) -> dict[str, tuple[str, str] | None]:
+    """:func:`chase` for many ids: one query per level of ``merged_into`` (usually one)."""
+    known: dict[str, tuple[str, str | None] | None] = {}  # id -> (status, merged_into); None: no such id
+    wanted = set(customer_ids)
+    conn = session.connection()
+    while wanted:
+        ordered = sorted(wanted)
+        for i in range(0, len(ordered), 500):
+            for row in conn.execute(_STATUS_MANY, {"ids": ordered[i:i + 500]}):
+                known[row.id] = (row.status, row.merged_into)
+        for customer_id in ordered:
+            known.setdefault(customer_id, None)
+        wanted = {row[1] for row in known.values()
+                  if row is not None and row[0] == "merged" and row[1] and row[1] not in known}
+    result: dict[str, tuple[str, str] | None] = {}
+    for customer_id in set(customer_ids):
+        seen = set()
+        current, found = customer_id, None
+        while current not in seen:
+            seen.add(current)
+            row = known.get(current)
+            if row is None:
+                break
+            if row[0] == "merged" and row[1]:
+                current = row[1]
+                continue
+            found = (current, row[0])
+            break
+        result[customer_id] = found
+    return result
 
 
 def lock_customer(session: Session, customer_id: str) -> Customer:

@@ -37,6 +37,48 @@ def suggest(session: Session, a: str, b: str, *, rule: str, probability: float |
     return 1
 
 
+def suggest_many(session: Session, found: list[tuple[str, str, dict[str, Any]]]) -> int:
+    """:func:`suggest` for many pairs (``(a, b, fields)``, fields as its keyword arguments):
+    the existing pairs in one query per 500, the new ones in one insert. Returns how many
+    were made."""
+    from sqlalchemy import insert, tuple_, update
+
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for a, b, fields in found:
+        if a == b:
+            continue
+        pair = (a, b) if a <= b else (b, a)
+        if pair not in best or (best[pair].get("probability") or 0) < (fields.get("probability") or 0):
+            best[pair] = fields
+    if not best:
+        return 0
+    table = MatchSuggestion.__table__
+    pairs = sorted(best)
+    existing = {}
+    for i in range(0, len(pairs), 500):
+        for row in session.execute(select(table.c.id, table.c.customer_a, table.c.customer_b, table.c.status,
+                                          table.c.probability).where(
+                tuple_(table.c.customer_a, table.c.customer_b).in_(pairs[i:i + 500]))):
+            existing[(row.customer_a, row.customer_b)] = row
+    now = now_utc()
+    new = [{"customer_a": lo, "customer_b": hi, "status": "open", "rule": f.get("rule"),
+            "probability": f.get("probability"), "weight": f.get("weight"), "features": f.get("features"),
+            "evidence_event_id": f.get("evidence_event_id"), "created_at": now}
+           for (lo, hi), f in best.items() if (lo, hi) not in existing]
+    refreshed = [{"row_id": row.id, "p": best[pair]["probability"], "w": best[pair].get("weight"),
+                  "f": best[pair].get("features")} for pair, row in existing.items()
+                 if row.status == "open" and best[pair].get("probability") is not None
+                 and (row.probability or 0) < best[pair]["probability"]]
+    if new:
+        session.execute(insert(table), new)
+    if refreshed:
+        from sqlalchemy import bindparam
+
+        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(
+            probability=bindparam("p"), weight=bindparam("w"), features=bindparam("f")), refreshed)
+    return len(new)
+
+
 def get_open(session: Session, suggestion_id: int) -> MatchSuggestion:
     suggestion = session.get(MatchSuggestion, suggestion_id)
     if suggestion is None:

@@ -44,6 +44,30 @@ def _short(text: str | None, width: int = 120) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+_LINES = {
+    "identity.customer.created": lambda d: "customer created" + (" from interaction" if d.get("interaction_id") else " by an agent"),
+    "identity.customer.merged": lambda d: f"merged {d.get('merged_id')} into {d.get('survivor_id')} ({d.get('rule')})",
+    "identity.customer.unmerged": lambda d: f"unmerged {d.get('restored_customer_id')} from {d.get('customer_id')}"
+                                            f" ({len(d.get('identifiers_moved') or ())} identifiers)",
+    "identity.consent.changed": lambda d: f"consent {d.get('purpose')} {'granted' if d.get('granted') else 'withdrawn'}"
+                                          f" via {d.get('source')}",
+    "care.case.opened": lambda d: f"case {d.get('case_id')} opened ({d.get('priority')}, queue {d.get('queue')})",
+    "care.case.assigned": lambda d: f"case {d.get('case_id')} assigned to {d.get('assignee_kind')} {d.get('assignee_id')}",
+    "care.case.responded": lambda d: f"case {d.get('case_id')}: {'public' if d.get('public') else 'private'} response on {d.get('channel')}",
+    "care.case.resolved": lambda d: f"case {d.get('case_id')} resolved: {d.get('resolution')}",
+    "care.case.reopened": lambda d: f"case {d.get('case_id')} reopened by {d.get('reopened_by')}",
+    "care.sla.breached": lambda d: f"case {d.get('case_id')} missed its {d.get('metric')} SLA ({d.get('sla_policy')})",
+    "care.csat.recorded": lambda d: f"CSAT {d.get('score')}/5 for case {d.get('case_id')}",
+    "marketing.advocate.tier_changed": lambda d: f"advocate tier {d.get('previous_tier')} → {d.get('tier')}",
+    "marketing.advocate.flagged": lambda d: f"advocate flagged: {d.get('reason')}",
+    "marketing.reward.granted": lambda d: f"{d.get('points')} points granted: {d.get('reason')}",
+    "sales.lead.created": lambda d: f"lead {d.get('lead_id')} created from {d.get('source')} (score {d.get('score')})",
+    "sales.lead.stage_changed": lambda d: f"lead {d.get('lead_id')}: {d.get('from_stage')} → {d.get('to_stage')}",
+    "sales.deal.won": lambda d: f"deal {d.get('deal_id')} won: {d.get('amount')} {d.get('currency')}",
+    "sales.deal.lost": lambda d: f"deal {d.get('deal_id')} lost: {d.get('reason')}",
+}
+
+
 def summarize(event_type: str, data: dict[str, Any]) -> str:
     """A one-line summary of an event for the timeline."""
     d = data
@@ -55,30 +79,8 @@ def summarize(event_type: str, data: dict[str, Any]) -> str:
             return f"{tx.get('type')} via {i.get('source')}{amount}"
         text = _short(i.get("text"), 100)
         return f"{i.get('kind')} on {i.get('source')}" + (f": {text}" if text else "")
-    lines = {
-        "identity.customer.created": lambda: "customer created" + (f" from interaction" if d.get("interaction_id") else " by an agent"),
-        "identity.customer.merged": lambda: f"merged {d.get('merged_id')} into {d.get('survivor_id')} ({d.get('rule')})",
-        "identity.customer.unmerged": lambda: f"unmerged {d.get('restored_customer_id')} from {d.get('customer_id')}"
-                                              f" ({len(d.get('identifiers_moved') or ())} identifiers)",
-        "identity.consent.changed": lambda: f"consent {d.get('purpose')} {'granted' if d.get('granted') else 'withdrawn'}"
-                                            f" via {d.get('source')}",
-        "care.case.opened": lambda: f"case {d.get('case_id')} opened ({d.get('priority')}, queue {d.get('queue')})",
-        "care.case.assigned": lambda: f"case {d.get('case_id')} assigned to {d.get('assignee_kind')} {d.get('assignee_id')}",
-        "care.case.responded": lambda: f"case {d.get('case_id')}: {'public' if d.get('public') else 'private'} response on {d.get('channel')}",
-        "care.case.resolved": lambda: f"case {d.get('case_id')} resolved: {d.get('resolution')}",
-        "care.case.reopened": lambda: f"case {d.get('case_id')} reopened by {d.get('reopened_by')}",
-        "care.sla.breached": lambda: f"case {d.get('case_id')} missed its {d.get('metric')} SLA ({d.get('sla_policy')})",
-        "care.csat.recorded": lambda: f"CSAT {d.get('score')}/5 for case {d.get('case_id')}",
-        "marketing.advocate.tier_changed": lambda: f"advocate tier {d.get('previous_tier')} → {d.get('tier')}",
-        "marketing.advocate.flagged": lambda: f"advocate flagged: {d.get('reason')}",
-        "marketing.reward.granted": lambda: f"{d.get('points')} points granted: {d.get('reason')}",
-        "sales.lead.created": lambda: f"lead {d.get('lead_id')} created from {d.get('source')} (score {d.get('score')})",
-        "sales.lead.stage_changed": lambda: f"lead {d.get('lead_id')}: {d.get('from_stage')} → {d.get('to_stage')}",
-        "sales.deal.won": lambda: f"deal {d.get('deal_id')} won: {d.get('amount')} {d.get('currency')}",
-        "sales.deal.lost": lambda: f"deal {d.get('deal_id')} lost: {d.get('reason')}",
-    }
-    line = lines.get(event_type)
-    return _short(line() if line else event_type, 300)
+    line = _LINES.get(event_type)
+    return _short(line(d) if line else event_type, 300)
 
 
 def ref_of(event_type: str, data: dict[str, Any]) -> str | None:
@@ -113,19 +115,25 @@ def add_rows(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(T), rows)
 
 
-def add_event(session: Session, envelope: Envelope, *, customer_id: str, origin: str | None = None,
-              via: int | None = None) -> None:
-    """Record an identity or department event on ``customer_id``'s timeline."""
+def event_row(envelope: Envelope, *, customer_id: str, origin: str | None = None,
+              via: int | None = None) -> dict[str, Any]:
+    """The row of an identity or department event on ``customer_id``'s timeline."""
     data = envelope.data
     amount = data.get("amount") if envelope.type == "sales.deal.won" else None
-    add_rows(session, [dict(
+    return dict(
         customer_id=customer_id, origin_customer_id=origin or customer_id, via_identifier_id=via,
         event_id=envelope.id, event_type=envelope.type, department=department_of(envelope.type),
         occurred_at=envelope.time, summary=summarize(envelope.type, data), channel=data.get("channel"),
         interaction_id=data.get("interaction_id"), ref_id=ref_of(envelope.type, data), sentiment=None,
         language=None, amount=Decimal(str(amount)) if amount is not None else None,
         currency=data.get("currency") if amount is not None else None, retracted=False, event=data,
-    )])
+    )
+
+
+def add_event(session: Session, envelope: Envelope, *, customer_id: str, origin: str | None = None,
+              via: int | None = None) -> None:
+    """Record an identity or department event on ``customer_id``'s timeline."""
+    add_rows(session, [event_row(envelope, customer_id=customer_id, origin=origin, via=via)])
 
 
 def parse_types(types: str | None) -> list[str]:
