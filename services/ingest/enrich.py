@@ -31,6 +31,16 @@ def enrich_many(enricher: SupportsEnrich, texts: list[tuple[str | None, str | No
     return [enricher.enrich(text, declared_language=language) for text, language in texts]
 
 
+def enrich_many_json(enricher: SupportsEnrich, texts: list[tuple[str | None, str | None]]) -> list[bytes]:
+    """``enrich_many`` as JSON: each enrichment exactly as ``Enrichment.model_dump_json()`` writes
+    it, which is what the recorded document embeds. The package's ``Enricher`` (and its worker
+    processes) write it directly, without building the models; other enrichers go through them."""
+    many = getattr(enricher, "enrich_many_json", None)
+    if many is not None:
+        return many(texts)
+    return [enrichment.__pydantic_serializer__.to_json(enrichment) for enrichment in enrich_many(enricher, texts)]
+
+
 _lock = threading.Lock()
 _cache: dict[tuple, SupportsEnrich] = {}
 
@@ -88,6 +98,12 @@ def _enrich_chunk(texts: list[tuple[str | None, str | None]]) -> list[Enrichment
     return [_worker_enricher.enrich(text, declared_language=language) for text, language in texts]
 
 
+def _enrich_chunk_json(texts: list[tuple[str | None, str | None]]) -> list[bytes]:
+    # bytes travel back cheaply (a pickled pydantic model costs more than the JSON)
+    assert _worker_enricher is not None
+    return enrich_many_json(_worker_enricher, texts)
+
+
 class _PooledEnricher:
     """Enriches batches in ``processes`` worker processes, so that enrichment (the costliest
     step, pure Python) uses more than one core; single texts and small batches stay local."""
@@ -115,3 +131,10 @@ class _PooledEnricher:
         size = -(-len(texts) // (self.processes * 2))
         chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
         return [e for chunk in self.pool.map(_enrich_chunk, chunks) for e in chunk]
+
+    def enrich_many_json(self, texts: list[tuple[str | None, str | None]]) -> list[bytes]:
+        if len(texts) < _MIN_PER_PROCESS * 2:
+            return enrich_many_json(self.local, texts)
+        size = -(-len(texts) // (self.processes * 2))
+        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+        return [e for chunk in self.pool.map(_enrich_chunk_json, chunks) for e in chunk]

@@ -22,6 +22,7 @@ from socialzone_common.events.common import BrandMention
 _SQUASH_RE = re.compile(r"[\W_]+", re.UNICODE)
 _FUZZY_TOKEN_RE = re.compile(r"(?<![@#\w])[^\W\d_][\w'’-]{3,}", re.UNICODE)
 _TAG_RE = re.compile(r"(?<![\w&])[#@](\w+)", re.UNICODE)
+_FUZZY_CACHE_LIMIT = 100_000
 
 
 class BrandEntry(BaseModel):
@@ -85,6 +86,8 @@ class BrandMatcher:
         for term in fuzzy:
             self._fuzzy_by_first.setdefault(term[0], []).append((term, 2 if len(term) >= 8 else 1))
         self._known_words = known_words
+        self._fuzzy_cache: dict[str, tuple[str, ...]] = {}
+        """Word -> the terms it misspells: words repeat, a word's answer does not change (bounded)."""
         self.empty = not (self._phrase_owner or self._handle_owner)
 
     def find(self, text: str) -> tuple[BrandMention, ...]:
@@ -119,17 +122,27 @@ class BrandMatcher:
         return tuple(found.values())
 
     def _find_fuzzy(self, text: str, add) -> None:
-        by_first = self._fuzzy_by_first
-        known = self._known_words
-        squashed = self._squashed_owner
-        distance = OSA.distance
+        cache = self._fuzzy_cache
+        terms_of = self._fuzzy_terms_of
+        owner = self._fuzzy_owner
         for m in _FUZZY_TOKEN_RE.finditer(text):
             token = m.group(0)
             low = token.lower()
-            terms = by_first.get(low[0])
-            if terms is None or low in known or low in squashed:
-                continue
-            n = len(low)
-            for term, allowed in terms:
-                if abs(len(term) - n) <= allowed and 0 < distance(low, term, score_cutoff=allowed) <= allowed:
-                    add(self._fuzzy_owner[term], token)
+            terms = cache.get(low)
+            if terms is None:
+                terms = terms_of(low)
+                if len(cache) >= _FUZZY_CACHE_LIMIT:
+                    cache.clear()
+                cache[low] = terms
+            for term in terms:
+                add(owner[term], token)
+
+    def _fuzzy_terms_of(self, low: str) -> tuple[str, ...]:
+        """The brand terms a lower-cased word is a light misspelling of (usually none)."""
+        terms = self._fuzzy_by_first.get(low[0])
+        if terms is None or low in self._known_words or low in self._squashed_owner:
+            return ()
+        n = len(low)
+        distance = OSA.distance
+        return tuple(term for term, allowed in terms
+                     if abs(len(term) - n) <= allowed and 0 < distance(low, term, score_cutoff=allowed) <= allowed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from socialzone_common.events.common import Enrichment, Sentiment
 
 from socialzone_ingest.enrichment.brands import BrandList, BrandMatcher
@@ -23,6 +25,8 @@ MAX_CHARS = 10_000
 SENTIMENT_LANGUAGES = frozenset({"en"})
 """Languages the sentiment model handles; others get ``unknown``."""
 _UNKNOWN = Sentiment(label="unknown", score=None)
+_UNKNOWN_JSON = {"label": "unknown", "score": None}
+_EMPTY_JSON = Enrichment().model_dump(mode="json")
 _MAX_ENTITIES = 50
 
 
@@ -47,8 +51,39 @@ class Enricher:
             self.language.warm_up()
 
     def enrich(self, text: str | None, declared_language: str | None = None) -> Enrichment:
-        if not text or text.isspace():
+        derived = self._derive(text, declared_language)
+        if derived is None:
             return Enrichment(language=normalize_tag(declared_language))
+        language, label, score, intents, hashtags, mentions, urls, keywords_, brands = derived
+        sentiment = _UNKNOWN if label is None else Sentiment.model_construct(label=label, score=score)
+        # every value is built here with the declared types: skip re-validation (hot path)
+        return Enrichment.model_construct(language=language, sentiment=sentiment, intents=intents,
+                                          hashtags=hashtags, mentions=mentions, urls=urls, keywords=keywords_,
+                                          brands=brands)
+
+    def enrich_json(self, text: str | None, declared_language: str | None = None) -> bytes:
+        """``enrich(...).model_dump_json()``, byte for byte, without building the models."""
+        derived = self._derive(text, declared_language)
+        if derived is None:
+            return orjson.dumps({**_EMPTY_JSON, "language": normalize_tag(declared_language)})
+        language, label, score, intents, hashtags, mentions, urls, keywords_, brands = derived
+        return orjson.dumps({
+            "language": language,
+            "sentiment": _UNKNOWN_JSON if label is None else {"label": label, "score": score},
+            "intents": intents, "hashtags": hashtags, "mentions": mentions, "urls": urls, "keywords": keywords_,
+            "brands": [{"name": b.name, "kind": b.kind, "matched": b.matched} for b in brands],
+        })
+
+    def enrich_many_json(self, texts: list[tuple[str | None, str | None]]) -> list[bytes]:
+        """``enrich_json`` of each ``(text, declared language)``, in order."""
+        enrich_json = self.enrich_json
+        return [enrich_json(text, language) for text, language in texts]
+
+    def _derive(self, text: str | None, declared_language: str | None) -> tuple | None:
+        """(language, sentiment label or None for unknown, score, intents, hashtags, mentions, urls,
+        keywords, brands), or None for no text."""
+        if not text or text.isspace():
+            return None
         if len(text) > MAX_CHARS:
             text = text[:MAX_CHARS]
         # cheap substring tests skip the scans that cannot match (most posts have no URL)
@@ -64,24 +99,12 @@ class Enricher:
         score: float | None = None
         if primary in SENTIMENT_LANGUAGES or (primary is None and not _has_letters(bare)):
             label, score = self.sentiment_model.predict(text)
-            sentiment = Sentiment.model_construct(label=label, score=round(score, 4))
-        else:
-            sentiment = _UNKNOWN
 
         brands = self.matcher.find(URL_RE.sub(" ", text) if urls else text)
         intents = detect_intents(text, sentiment_label=label, sentiment_score=score,
                                  addressed=bool(mentions or brands)) if label is not None else ()
-        # every value is built here with the declared types: skip re-validation (hot path)
-        return Enrichment.model_construct(
-            language=language,
-            sentiment=sentiment,
-            intents=intents,
-            hashtags=hashtags,
-            mentions=mentions,
-            urls=urls,
-            keywords=keywords(bare, exclude=self._keyword_exclude),
-            brands=brands,
-        )
+        return (language, label, None if score is None else round(score, 4), intents, hashtags, mentions, urls,
+                keywords(bare, exclude=self._keyword_exclude), brands)
 
 
 def _has_letters(text: str) -> bool:

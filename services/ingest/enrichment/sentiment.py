@@ -188,32 +188,35 @@ def featurize(text: str) -> tuple[list[str], tuple[float, float, float]]:
             negated = 3
         elif negated:
             negated -= 1
-    lowered = text.lower()
-    cues = set()
-    for name, pattern, gate in _CUE_PATTERNS:
-        if (gate is None or any(g in lowered for g in gate)) and pattern.search(lowered):
-            append(name)
-            cues.add(name)
-    if "__cue_wait__" not in cues and _DIGIT_H_RE.search(lowered) and _CUE_WAIT.search(lowered):
-        append("__cue_wait__")
-        cues.add("__cue_wait__")
-    if "__cue_praise_word__" in cues and (
-            "__cue_wait__" in cues or "__cue_never_arrived__" in cues or "__cue_problem__" in cues
-            or "__cue_again__" in cues):
-        append("__cue_praise_in_complaint__")
-        if _SARCASM_HINT.search(lowered):
-            append("__cue_sarcasm__")
-    if upper_words >= 2:
-        append("__cue_shouting__")
+    feats.extend(_cue_names(text.lower(), upper_words))
     total = pos - neg
     compound = total / math.sqrt(total * total + 15.0)
     return feats, (pos / 4.0, neg / 4.0, compound)
 
 
+def _cue_names(lowered: str, upper_words: int) -> list[str]:
+    """The cue tokens of a lower-cased text, in feature order."""
+    names: list[str] = []
+    for name, pattern, gate in _CUE_PATTERNS:
+        if (gate is None or any(g in lowered for g in gate)) and pattern.search(lowered):
+            names.append(name)
+    if "__cue_wait__" not in names and _DIGIT_H_RE.search(lowered) and _CUE_WAIT.search(lowered):
+        names.append("__cue_wait__")
+    if "__cue_praise_word__" in names and (
+            "__cue_wait__" in names or "__cue_never_arrived__" in names or "__cue_problem__" in names
+            or "__cue_again__" in names):
+        names.append("__cue_praise_in_complaint__")
+        if _SARCASM_HINT.search(lowered):
+            names.append("__cue_sarcasm__")
+    if upper_words >= 2:
+        names.append("__cue_shouting__")
+    return names
+
+
 class SentimentModel:
     """Inference over the exported weights: no numpy or scikit-learn needed at run time."""
 
-    __slots__ = ("_weights", "_dense", "_bias", "meta")
+    __slots__ = ("_weights", "_dense", "_bias", "meta", "_token_weights")
 
     def __init__(self, payload: dict) -> None:
         if tuple(payload["labels"]) != LABELS:
@@ -224,6 +227,8 @@ class SentimentModel:
             (w[0], w[1], w[2]) for w in payload["dense"])
         self._bias: tuple[float, float, float] = tuple(payload["bias"])  # type: ignore[assignment]
         self.meta: dict = payload.get("meta", {})
+        self._token_weights: dict[str, tuple] = {}
+        """Raw token -> ``_token_info`` plus the weights of its features (bounded like _token_cache)."""
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "SentimentModel":
@@ -237,9 +242,91 @@ class SentimentModel:
         """The feature names that carry weight (words, bigrams, cue tokens)."""
         return self._weights.keys()
 
+    def _weighted_info(self, raw: str) -> tuple:
+        """``_token_info(raw)`` and the weights (or None) of the features it yields: the hashtag
+        feature, the token, and the token negated."""
+        token, extra, resets, valence, booster, negates, shouted = _token_info(raw)
+        weights = self._weights
+        return (token, resets, valence, booster, negates, shouted,
+                None if extra is None else weights.get(extra),
+                None if token is None else weights.get(token),
+                None if token is None else "neg_" + token,
+                None if token is None else weights.get("neg_" + token))
+
     def predict(self, text: str) -> tuple[str, float]:
-        """(label, score) with score = P(positive) - P(negative)."""
-        feats, dense = featurize(text)
+        """(label, score) with score = P(positive) - P(negative).
+
+        ``featurize`` and ``predict_features`` in one pass: the weights are added as the
+        features are found, in the same order (so the sums are bit for bit the same), and a
+        token's own weights come from a per-token cache instead of a lookup per feature.
+        """
+        weights = self._weights
+        cache = self._token_weights
+        s0, s1, s2 = self._bias
+        previous = "<s>"
+        negated = 0
+        pos = neg = 0.0
+        boost = 0.0
+        upper_words = 0
+        for raw in TOKEN_RE.findall(text):
+            info = cache.get(raw)
+            if info is None:
+                info = self._weighted_info(raw)
+                if len(raw) <= 40:          # bounded: at most 200k short tokens
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()
+                    cache[raw] = info
+            token, resets, valence, booster, negates, shouted, w_extra, w_token, neg_name, w_neg = info
+            if w_extra is not None:
+                s0 += w_extra[0]
+                s1 += w_extra[1]
+                s2 += w_extra[2]
+            if resets:
+                negated = 0
+            if shouted:
+                upper_words += 1
+            if token is None:
+                previous = valence  # a scope break: its text rides in the valence slot
+                continue
+            if negated:
+                name, w = neg_name, w_neg
+            else:
+                name, w = token, w_token
+            if w is not None:
+                s0 += w[0]
+                s1 += w[1]
+                s2 += w[2]
+            w = weights.get(previous + " " + name)
+            if w is not None:
+                s0 += w[0]
+                s1 += w[1]
+                s2 += w[2]
+            previous = name
+            if valence is not None:
+                if boost:
+                    valence += math.copysign(boost, valence)
+                if negated:
+                    valence *= _N_SCALAR
+                if valence > 0:
+                    pos += valence
+                else:
+                    neg -= valence
+            boost = booster
+            if negates:
+                negated = 3
+            elif negated:
+                negated -= 1
+        for name in _cue_names(text.lower(), upper_words):
+            w = weights.get(name)
+            if w is not None:
+                s0 += w[0]
+                s1 += w[1]
+                s2 += w[2]
+        total = pos - neg
+        return self._decide(s0, s1, s2, (pos / 4.0, neg / 4.0, total / math.sqrt(total * total + 15.0)))
+
+    def predict_features(self, feats: list[str], dense: tuple[float, float, float]) -> tuple[str, float]:
+        """(label, score) of features from ``featurize`` (the reference ``predict`` is held to)."""
         s0, s1, s2 = self._bias
         weights = self._weights
         for name in feats:
@@ -248,6 +335,9 @@ class SentimentModel:
                 s0 += w[0]
                 s1 += w[1]
                 s2 += w[2]
+        return self._decide(s0, s1, s2, dense)
+
+    def _decide(self, s0: float, s1: float, s2: float, dense: tuple[float, float, float]) -> tuple[str, float]:
         for value, w in zip(dense, self._dense):
             if value:
                 s0 += value * w[0]
