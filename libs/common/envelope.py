@@ -7,12 +7,13 @@ Two wire forms:
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from socialzone_common.ids import uuid4_text
 
 Headers = list[tuple[str, bytes]]
 
@@ -60,7 +61,7 @@ class Envelope(BaseModel):
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    return uuid4_text()
 
 
 def now_utc() -> datetime:

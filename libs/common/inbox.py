@@ -48,7 +48,7 @@ def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> li
     """Record a batch of events as handled by ``group`` in two statements; returns the ones
     not handled before (in order). A concurrent consumer that claims one of them first
     makes the transaction fail on the inbox key; the worker then handles them one by one."""
-    from sqlalchemy import bindparam, insert, select
+    from sqlalchemy import bindparam, select
 
     table = InboxEntry.__table__
     handled = select(table.c.source, table.c.event_id).where(

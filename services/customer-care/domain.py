@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import string
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, update
@@ -18,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
 from socialzone_common.errors import Conflict, NotFound, ProblemError, Unprocessable
+from socialzone_common.ids import uuid4_text
 from socialzone_common.events.care import CaseOpened, CaseReopened, CaseResolved, CaseResponded, CsatRecorded
 from socialzone_common.events.common import Interaction
 from socialzone_common.events.privacy import CareErasureCompleted
@@ -51,7 +51,7 @@ DEFAULT_RULES = [
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return uuid4_text()
 
 
 # --- lookups -------------------------------------------------------------------------------

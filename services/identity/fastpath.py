@@ -27,7 +27,6 @@ concurrency argument of the one-event path holds for the batch as a whole.
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -38,7 +37,7 @@ from sqlmodel import Session
 
 from socialzone_common import telemetry
 from socialzone_common.catalog import entry_for
-from socialzone_common.envelope import Envelope, now_utc
+from socialzone_common.envelope import Envelope, new_event_id, now_utc
 from socialzone_common.events.ingest import InteractionRecorded
 from socialzone_common.outbox import OUTBOX_PENDING_FLAG
 from socialzone_identity import resolution, timeline
@@ -113,21 +112,6 @@ class Batch:
 
     def pending(self) -> bool:
         return bool(self.new_customers or self.new_idents or self.timeline_rows or self.outbox_rows or self.dirty)
-
-
-_IDS: list[str] = []
-
-
-def new_event_id() -> str:
-    """A random (version 4) UUID as text, like ``envelope.new_event_id``, drawn from a pool
-    filled by one ``os.urandom`` call per thousand ids."""
-    try:
-        return _IDS.pop()
-    except IndexError:
-        raw = os.urandom(16_000).hex()
-        _IDS.extend(f"{raw[i:i + 8]}-{raw[i + 8:i + 12]}-4{raw[i + 13:i + 16]}-{'89ab'[int(raw[i + 16], 16) & 3]}"
-                    f"{raw[i + 17:i + 20]}-{raw[i + 20:i + 32]}" for i in range(0, 32_000, 32))
-        return _IDS.pop()
 
 
 _SCHEMAS: dict[str, tuple[str, str]] = {}

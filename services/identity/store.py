@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import bindparam, select, text
 from sqlmodel import Session
 
 from socialzone_common.errors import Conflict, NotFound
+from socialzone_common.ids import uuid4_text
 from socialzone_identity.identifiers import Normalized
 from socialzone_identity.models import Customer
 
@@ -20,7 +19,7 @@ _STATUS_MANY = select(C.c.id, C.c.status, C.c.merged_into).where(C.c.id.in_(bind
 
 
 def new_customer_id() -> str:
-    return "cus_" + uuid.uuid4().hex
+    return "cus_" + uuid4_text().replace("-", "")
 
 
 def is_postgres(session: Session) -> bool:

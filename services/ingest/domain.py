@@ -12,7 +12,6 @@ events in the caller's transaction (the caller commits); only the relay publishe
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from sqlmodel import Session, col, select, update
 
 from socialzone_common import outbox, telemetry
 from socialzone_common.catalog import entry_for
-from socialzone_common.envelope import JSON, SPECVERSION, now_utc
+from socialzone_common.envelope import JSON, SPECVERSION, new_event_id, now_utc
 from socialzone_common.errors import TooManyRequests
 from socialzone_common.events.common import Transaction, TransactionItem
 from socialzone_common.events.ingest import InteractionRecorded, InteractionRetracted
@@ -57,12 +56,6 @@ def _uuid_text(digest: bytes, version: int) -> str:
     b[8] = (b[8] & 0x3F) | 0x80
     h = b.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _uuid4_texts(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs as text, from one read of the OS's random source."""
-    randomness = os.urandom(16 * count)
-    return [_uuid_text(randomness[i:i + 16], 4) for i in range(0, 16 * count, 16)]
 
 
 def content_external_id(item: InteractionIn) -> str:
@@ -275,7 +268,7 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
         event_time = recorded_at.astimezone(timezone.utc)
         dataschema = entry_for(InteractionRecorded.event_type).dataschema
         traceparent = telemetry.current_traceparent()
-        event_ids = _uuid4_texts(len(recorded))
+        event_ids = [new_event_id() for _ in recorded]
         outbox.enqueue_structured(session, [
             _recorded_event(p, document, event_id=event_id, time=event_time, dataschema=dataschema,
                             traceparent=traceparent)

@@ -33,9 +33,10 @@ class IngestSettings(ServiceSettings):
     brands_file: Path | None = None
     """A JSON file with the same list; its entries come after ``brands``."""
 
-    ingest_enrichment_processes: int = Field(default=0, ge=0, le=64)
+    ingest_enrichment_processes: int = Field(default=1, ge=0, le=64)
     """Worker processes that enrich batches (0: in the request's thread). Enrichment is the
-    costliest step and pure Python: more processes use more cores for large batches."""
+    costliest step and pure Python: one process takes it off the server's interpreter (in the
+    all-in-one process every service shares that one), more use more cores for large batches."""
 
     # --- protection ---------------------------------------------------------------------------
     ingest_max_payload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

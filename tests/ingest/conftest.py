@@ -42,6 +42,7 @@ def ingest_settings(settings) -> IngestSettings:
                                 ApiKey(name="ingest-reader", key="ingest-reader-key", scopes=["ingest:read"])]
     return IngestSettings(**{**settings.model_dump(), "api_keys": keys},
                           meta_app_secret=META_SECRET, meta_verify_token=META_VERIFY,
+                          ingest_enrichment_processes=0,  # the process pool has tests of its own
                           mastodon_webhook_secret=MASTODON_SECRET,
                           brands=[{"name": "Acme", "handles": ["@acme"], "aliases": ["acme corp"],
                                    "products": ["RoadRunner 3000"]},

@@ -23,6 +23,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -74,6 +75,7 @@ class _Log:
         # Two connections: in WAL mode a reader does not wait for the writer, so
         # consumers read while producers append (sqlite3 releases the GIL meanwhile).
         self._lock = threading.Lock()
+        self.synchronous = synchronous
         self._db = self._connect(path, synchronous)
         self._db.executescript(_SCHEMA)
         self._read_lock = threading.Lock()
@@ -187,8 +189,24 @@ class _Log:
                                     (group, topic)).fetchall()
         return dict(rows)
 
+    @contextmanager
+    def _without_fsync(self):
+        """For writes whose loss only means redelivery (offsets, heartbeats): with
+        ``synchronous=FULL`` every commit would wait for an fsync while holding the
+        write lock, and every consumer commits after every batch. In WAL mode these
+        frames reach the disk with the next appended batch's fsync anyway; a
+        killed process loses nothing either way (appends keep FULL)."""
+        if self.synchronous == "NORMAL":
+            yield
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+
     def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
-        with self._lock:
+        with self._lock, self._without_fsync():
             # Forward only: a member that lost a partition cannot move it backwards
             # past what its successor already committed (that would only redeliver).
             self._db.executemany(
@@ -200,7 +218,7 @@ class _Log:
         """Record that ``member`` is alive, expire silent members; return the group's
         generation (bumped on every membership change) and its live members, sorted."""
         now = time.time()
-        with self._lock:
+        with self._lock, self._without_fsync():
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
