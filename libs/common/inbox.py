@@ -48,6 +48,14 @@ def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> li
     """Record a batch of events as handled by ``group`` in two statements; returns the ones
     not handled before (in order). A concurrent consumer that claims one of them first
     makes the transaction fail on the inbox key; the worker then handles them one by one."""
+    fresh = unhandled(session, group=group, envelopes=envelopes)
+    record_handled(session, group=group, envelopes=fresh)
+    return fresh
+
+
+def unhandled(session: Session, *, group: str, envelopes: list[Envelope]) -> list[Envelope]:
+    """The events of a batch that ``group`` has not handled before, in order, each once (a
+    read: the batch's inbox rows are written by :func:`record_handled` at its end)."""
     from sqlalchemy import bindparam, select
 
     table = InboxEntry.__table__
@@ -65,9 +73,15 @@ def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> li
         if (envelope.source, envelope.id) not in done:
             done.add((envelope.source, envelope.id))
             fresh.append(envelope)
-    if fresh:
-        _insert_handled(conn, group, fresh)
     return fresh
+
+
+def record_handled(session: Session, *, group: str, envelopes: list[Envelope]) -> None:
+    """The inbox rows of a batch, in the batch's transaction. A concurrent consumer that
+    recorded one of them first makes the transaction fail on the inbox key (PostgreSQL
+    waits for it, then reports the conflict), so the batch's work is rolled back."""
+    if envelopes:
+        _insert_handled(session.connection(), group, envelopes)
 
 
 def _insert_handled(conn, group: str, envelopes: list[Envelope]) -> None:

@@ -24,7 +24,7 @@ from sqlmodel import Session, delete
 from socialzone_common import telemetry
 from socialzone_common.bus import Bus, Consumer, RawMessage, Record
 from socialzone_common.envelope import Envelope, now_utc
-from socialzone_common.inbox import InboxEntry, claim_many, handle_once
+from socialzone_common.inbox import InboxEntry, handle_once, record_handled, unhandled
 from socialzone_common.settings import ConsumerSettings
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,12 @@ class ConsumerWorker:
                                          "messaging.batch.message_count": len(wanted)}) as span, \
                     self.sessions() as session:
                 try:
-                    fresh = claim_many(session, group=self.spec.group, envelopes=wanted)
+                    # The inbox rows go in last: on SQLite the first write of a transaction
+                    # takes the database's one writer turn, and the batch's own work (Python,
+                    # reading first) should not hold it (the relay waits for it to mark rows).
+                    fresh = unhandled(session, group=self.spec.group, envelopes=wanted)
                     self.spec.batch_handler(session, fresh)
+                    record_handled(session, group=self.spec.group, envelopes=fresh)
                     session.commit()
                 except BaseException as exc:
                     session.rollback()
