@@ -105,7 +105,11 @@ class ServiceSettings(BaseSettings):
     worker_threads: int = Field(default=32, ge=4)
     run_consumers: bool = True
     run_relay: bool = True
-    relay_batch_size: int = 500
+    # Rows the relay publishes (and then marks) per pass: a pass costs a wait for the
+    # database's writer turn, so a busy service drains its outbox in bigger passes
+    # (measured in the all-in-one process at 1,000 interactions/s: identity's backlog
+    # grew to 20,000 events with 500, stayed under 4,000 with 2,000).
+    relay_batch_size: int = Field(default=2000, ge=1)
     relay_poll_interval_s: float = 0.2
     outbox_retention_hours: float = 24.0
     inbox_retention_days: float = 30.0

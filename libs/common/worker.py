@@ -218,6 +218,9 @@ class ConsumerWorker:
         if stop_reason:
             raise ConsumerStopped(stop_reason)
 
+    def _poll(self) -> asyncio.Future:
+        return asyncio.ensure_future(self.consumer.poll(max_records=self.settings.batch_size, timeout=0.5))
+
     def _prune_inbox(self) -> None:
         cutoff = now_utc().timestamp() - self.inbox_retention_days * 86400
         from datetime import datetime, timezone
@@ -234,10 +237,17 @@ class ConsumerWorker:
         await self.consumer.start()
         self.state.running = True
         last_housekeeping = 0.0
+        ahead: asyncio.Future | None = None
         try:
             while not stop.is_set():
-                records = await self.consumer.poll(max_records=self.settings.batch_size, timeout=0.5)
+                records = await (ahead or self._poll())
+                ahead = None
                 if records:
+                    # Read ahead: the next batch is read and decoded while this one is handled
+                    # (its database work mostly waits outside the interpreter lock). Handling
+                    # and commits stay in order; what was read ahead and not handled when the
+                    # worker stops is not committed, so it is delivered again.
+                    ahead = self._poll()
                     await self.process(records)
                 if time.monotonic() - last_housekeeping > 15:
                     last_housekeeping = time.monotonic()
@@ -248,5 +258,8 @@ class ConsumerWorker:
             self.state.stopped_reason = str(exc)
             log.critical("%s", exc)
         finally:
+            if ahead is not None:
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
             self.state.running = False
             await self.consumer.close()

@@ -40,11 +40,11 @@ class IdentitySettings(ServiceSettings):
     match_max_candidates: int = 50
     match_poll_s: float = 1.0
     """How often the matcher looks for new or changed profiles when it is idle."""
-    match_batch: int = 200
+    match_batch: int = 100
     """Profiles scored per pass (one transaction of reads, then one short one of writes)."""
     match_max_block: int = 1000
     """A blocking key shared by more customers than this does not pick candidates."""
-    match_busy_share: float = 0.5
+    match_busy_share: float = 0.2
     """With a backlog, the matcher works at most this share of the time and sleeps the rest,
     so that a burst of new authors cannot starve attribution of the CPU (or SQLite's lock)."""
     timeline_stream_poll_s: float = 0.5
