@@ -265,6 +265,47 @@ async def test_a_group_reads_past_other_types_without_decoding_them_and_handles_
     assert worker.state.dead_lettered == 0 and leftover == []
 
 
+async def test_a_worker_stopped_while_reading_ahead_loses_nothing_and_doubles_nothing(make_bus, tmp_path):
+    bus = await make_bus()
+    topic = await new_topic(bus, partitions=2)
+    await bus.publish([OutgoingMessage(topic, event(f"c{i % 5}", i)) for i in range(120)])
+    engine = create_engine_for_inbox(tmp_path)
+    handled: list[int] = []
+
+    def slow_handler(session, envelope):
+        time.sleep(0.005)  # the read-ahead poll is in flight meanwhile
+        handled.append(envelope.data["seq"])
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    spec = ConsumerSpec(group=group, topics=[topic], handler=slow_handler)
+    settings = ConsumerSettings(batch_size=10)
+    first = ConsumerWorker(bus=bus, spec=spec, sessions=session_factory(engine), settings=settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(first.run(stop))
+    deadline = time.monotonic() + DEADLINE_S
+    while len(handled) < 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+
+    second = ConsumerWorker(bus=bus, spec=spec, sessions=session_factory(engine), settings=settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(second.run(stop))
+    while first.state.handled + second.state.handled < 120 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+    engine.dispose()
+    assert 30 <= first.state.handled < 120
+    assert sorted(handled) == list(range(120))  # each exactly once: redelivered ones are inbox duplicates
+
+
+def create_engine_for_inbox(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / f'svc-{uuid.uuid4().hex[:6]}.db'}")
+    run_migrations(engine, None)  # the platform tables (inbox) only
+    return engine
+
+
 async def test_the_local_log_forgets_what_is_older_than_its_retention(tmp_path):
     bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
     await bus.start()
