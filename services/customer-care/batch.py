@@ -15,9 +15,14 @@ the batch one event per transaction with the per-event handler: the reference).
   with the ORM model's attribute names, so the pure parts of ``sla``, ``priority``
   and ``routing`` work on them unchanged), in event order: two messages of one
   customer in one batch thread into one case as they would one after the other.
-- **Writes** with Core executemany at the end: new cases, changed columns of
-  existing cases, messages, thread keys, history, agents' and queues' round-robin
-  state, facts, and the outbox events in order (``outbox.enqueue_many``).
+- **Writes** at the end: new cases, changed columns of existing cases, messages, thread
+  keys and history as driver-level executemany of tuples (:class:`Writer`: each value
+  through its column type's bind processor, as Core would); facts, agents' and queues'
+  round-robin state with Core; the outbox events in order, written as the bytes
+  ``to_structured(payload.to_envelope(...))`` would give (:func:`structured`,
+  ``outbox.enqueue_structured``).
+- **Configuration** (rules, SLA policies and calendars, queues and members, crises) is
+  asked once per batch (:class:`BatchConfig`).
 - **Rare branches go through the per-event code**: a customer's reply that reopens a
   resolved case and an advocate answering in a thread are handled by
   :func:`domain.on_interaction` itself in the same transaction. The batch writes what
@@ -29,15 +34,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+import orjson
+from sqlalchemy import DateTime, bindparam, func, insert, select, update
 from sqlmodel import Session
 
-from socialzone_common import outbox
+from socialzone_common import outbox, telemetry
+from socialzone_common.catalog import entry_for
+from socialzone_common.envelope import now_utc
 from socialzone_common.events.care import CaseAssigned, CaseOpened
 from socialzone_common.events.common import Interaction
+from socialzone_common.ids import uuid4_text
 from socialzone_care import priority as scoring
 from socialzone_care import routing, sla
+from socialzone_care.domain import (
+    IDENTIFIER_HANDLES, PUBLIC_KINDS, _words, new_id, rules, thread_keys, tracked_topics,
+)
 from socialzone_care.common import SOURCE
 from socialzone_care.models import (
     OPEN_STATUSES, AdvocateTopic, Agent, Case, CaseActivity, CaseMessage, CaseThread, CustomerFacts, Lead,
@@ -47,7 +58,211 @@ from socialzone_care.models import (
 CASES = Case.__table__
 CASE_COLUMNS = tuple(c.name for c in CASES.columns)
 INSERT_COLUMNS = tuple(c for c in CASE_COLUMNS if c != "number")
+MESSAGE_COLUMNS = tuple(c.name for c in CaseMessage.__table__.columns)
+ACTIVITY_COLUMNS = ("case_id", "at", "kind", "detail")
+assert MESSAGE_COLUMNS == ("id", "case_id", "kind", "author_id", "author_kind", "public", "state", "text",
+                           "interaction_id", "external_id", "accepted", "approved_by", "created_at")
+assert set(ACTIVITY_COLUMNS) == {c.name for c in CaseActivity.__table__.columns} - {"id"}
 SLOW = "slow"
+OPENED, ASSIGNED = CaseOpened.event_type, CaseAssigned.event_type
+_UTC = timezone.utc
+
+
+# --- events as the outbox stores them --------------------------------------------------------
+
+_SCHEMAS: dict[str, tuple[str, str]] = {}
+
+
+def _schema(event_type: str) -> tuple[str, str]:
+    """(dataschema, topic) of a catalog type."""
+    found = _SCHEMAS.get(event_type)
+    if found is None:
+        entry = entry_for(event_type)
+        found = _SCHEMAS[event_type] = (entry.dataschema, entry.topic.name)
+    return found
+
+
+def structured(event_type: str, customer_id: str, data: dict, *, event_id: str, time: datetime,
+               traceparent: str | None) -> bytes:
+    """Exactly what ``to_structured(payload.to_envelope(source=SOURCE))`` writes for a case
+    event (subject and partition key: the customer), from its data already in JSON form
+    (``payload.model_dump(mode="json")``: orjson writes aware datetimes as pydantic does).
+    Building and validating the pydantic payload and envelope cost more than the rest of
+    opening a case in memory; tests/care/test_batch.py checks the bytes."""
+    body = {"id": event_id, "source": SOURCE, "specversion": "1.0", "type": event_type, "subject": customer_id,
+            "time": time, "datacontenttype": "application/json", "dataschema": _schema(event_type)[0],
+            "partitionkey": customer_id}
+    if traceparent is not None:
+        body["traceparent"] = traceparent
+    body["data"] = data
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+def opened_data(case) -> dict:
+    """``CaseOpened(...).model_dump(mode="json")`` for a case opened from an interaction."""
+    return {"case_id": case.id, "customer_id": case.customer_id, "opened_from": case.opened_from,
+            "interaction_id": case.interaction_id, "channel": case.channel, "topic": case.topic,
+            "intents": list(case.intents), "priority": case.priority_label, "queue": case.queue,
+            "sla_policy": case.sla_policy, "first_response_due": case.first_response_due,
+            "resolution_due": case.resolution_due}
+
+
+def assigned_data(case, *, assignee_id: str, kind: str, previous: str | None, rule: str | None) -> dict:
+    """``CaseAssigned(...).model_dump(mode="json")``."""
+    return {"case_id": case.id, "customer_id": case.customer_id, "queue": case.queue, "assignee_id": assignee_id,
+            "assignee_kind": kind, "previous_assignee_id": previous, "rule": rule}
+
+
+# --- writes at driver level ---------------------------------------------------------------------
+
+class Writer:
+    """Driver-level executemany of plain tuples on the session's connection: SQLAlchemy's
+    statement handling and per-row parameter processing cost more than the writes. Each
+    value goes through its column type's bind processor for the dialect, as a Core
+    statement would do (JSON through the engine's serializer; SQLite's text datetimes,
+    each distinct one formatted once); PostgreSQL finds the tables through the schema's
+    search_path (as the inbox and outbox do)."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.dialect = dialect = conn.dialect
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.quote = dialect.identifier_preparer.quote
+        self._times: dict[datetime, object] = {}
+
+    def _processors(self, table, columns) -> list[tuple[int, object]]:
+        out = []
+        for i, name in enumerate(columns):
+            column = table.c[name]
+            process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+            if process is not None and isinstance(column.type, DateTime):
+                process = self._time_processor(process)
+            if process is not None:
+                out.append((i, process))
+        return out
+
+    def _time_processor(self, process):
+        times = self._times
+
+        def cached(value):
+            if value is None or value.tzinfo is not _UTC:
+                return process(value)
+            found = times.get(value)
+            if found is None:
+                found = times[value] = process(value)
+            return found
+        return cached
+
+    def _rows(self, table, columns, rows) -> list[tuple]:
+        processors = self._processors(table, columns)
+        if not processors:
+            return [tuple(row) for row in rows]
+        out = []
+        for row in rows:
+            row = list(row)
+            for i, process in processors:
+                row[i] = process(row[i])
+            out.append(tuple(row))
+        return out
+
+    def insert(self, table, columns, rows, *, suffix: str = "") -> None:
+        quote = self.quote
+        self.conn.exec_driver_sql(
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join(self.mark for _ in columns)}){suffix}", self._rows(table, columns, rows))
+
+    def update(self, table, columns, key: str, rows) -> None:
+        """``UPDATE table SET columns WHERE key = ?``: each row is the values, then the key."""
+        quote, mark = self.quote, self.mark
+        self.conn.exec_driver_sql(
+            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in columns)} "
+            f"WHERE {quote(key)} = {mark}", self._rows(table, (*columns, key), rows))
+
+
+# --- configuration, read once per batch ----------------------------------------------------------
+
+class _CompiledRule:
+    __slots__ = ("rule", "intents", "channels", "keywords")
+
+    def __init__(self, rule: OpeningRule) -> None:
+        self.rule = rule
+        self.intents = frozenset(rule.intents) if rule.intents else None
+        self.channels = rule.channels or None
+        self.keywords = [k.lower() for k in rule.keywords] if rule.keywords else None
+
+
+class BatchConfig:
+    """What the per-event path asks the configuration cache for on every case (rules,
+    SLA policies and calendars, queues and their members, active crises, the queue a
+    channel/language/topic goes to), asked once per batch: it does not change between
+    the events of one transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.rules = [_CompiledRule(r) for r in rules(session) if r.enabled]
+        self._policies: dict[str, object] = {}
+        self._calendars: dict[str, object] = {}
+        self._crises: dict[tuple, tuple] = {}
+        self._queue_for: dict[tuple, str] = {}
+        self._members: dict[str, list[str]] = {}
+        self._queues = None
+
+    def match_rule(self, interaction: Interaction) -> OpeningRule | None:
+        """domain.match_rule."""
+        intents = interaction.enrichment.intents
+        words: set[str] | None = None
+        for compiled in self.rules:
+            if compiled.intents is not None and compiled.intents.isdisjoint(intents):
+                continue
+            if compiled.channels is not None and interaction.source not in compiled.channels:
+                continue
+            if compiled.keywords is not None:
+                words = _words(interaction) if words is None else words
+                if not any(k in words for k in compiled.keywords):
+                    continue
+            return compiled.rule
+        return None
+
+    def policy(self, name: str):
+        if name not in self._policies:
+            self._policies[name] = sla.policy(self.session, name)
+        return self._policies[name]
+
+    def calendar(self, name: str):
+        found = self._calendars.get(name)
+        if found is None:
+            found = self._calendars[name] = sla.calendar(self.session, name)
+        return found
+
+    def policy_and_calendar(self, name: str):
+        pol = self.policy(name) or sla.DEFAULT_POLICIES["standard"]
+        return pol, self.calendar(pol.calendar)
+
+    def crises(self, topics: list[str]) -> tuple:
+        key = tuple(topics)
+        found = self._crises.get(key)
+        if found is None:
+            found = self._crises[key] = tuple(sla.active_crises(self.session, topics))
+        return found
+
+    def queue_for(self, *, channel: str, language: str | None, topic: str) -> str:
+        key = (channel, language, topic)
+        found = self._queue_for.get(key)
+        if found is None:
+            found = self._queue_for[key] = routing.queue_for(self.session, channel=channel, language=language,
+                                                             topic=topic)
+        return found
+
+    def queues(self) -> dict:
+        if self._queues is None:
+            self._queues = routing.queues(self.session)
+        return self._queues
+
+    def members(self, queue_name: str) -> list[str]:
+        found = self._members.get(queue_name)
+        if found is None:
+            found = self._members[queue_name] = routing.members(self.session, queue_name)
+        return found
 
 
 def _aware(value):
@@ -62,6 +277,23 @@ def _row(mapping) -> dict:
     return {key: _aware(value) for key, value in mapping.items()}
 
 
+_CASE_TIMES = frozenset(c.name for c in CASES.columns if isinstance(c.type, DateTime))
+
+
+def _case_rows(result):
+    """The rows of a ``SELECT care_cases.*`` as dicts, as :func:`_row` makes them (the column
+    names taken once, not per row through ``row._mapping``, which cost more than the rest)."""
+    keys = tuple(result.keys())
+    times = [i for i, key in enumerate(keys) if key in _CASE_TIMES]
+    for row in result:
+        values = list(row)
+        for i in times:
+            value = values[i]
+            if value is not None and value.tzinfo is None:
+                values[i] = value.replace(tzinfo=_UTC)
+        yield dict(zip(keys, values))
+
+
 class CaseState:
     """One case in memory: the columns of ``care_cases`` as attributes (like the ORM
     model), whether it is in the database (``_persisted``) and, for a case read from
@@ -74,7 +306,8 @@ class CaseState:
         self._new = not persisted
 
     def changes(self) -> dict:
-        return {c: getattr(self, c) for c in CASE_COLUMNS if getattr(self, c) != self._loaded[c]}
+        now, loaded = self.__dict__, self._loaded
+        return {c: now[c] for c in CASE_COLUMNS if now[c] != loaded[c]}
 
 
 class Row:
@@ -91,6 +324,8 @@ class InteractionBatch:
         self.session, self.settings = session, settings
         self.postgres = session.get_bind().dialect.name == "postgresql"
         self.weights = settings.priority_weights
+        self.config = BatchConfig(session)
+        self.traceparent = telemetry.current_traceparent()
         # state read from the database (and changed in memory)
         self.cases: dict[str, CaseState] = {}
         self.open_cases: dict[str, list[CaseState]] = {}  # customer -> open cases, oldest first
@@ -105,8 +340,9 @@ class InteractionBatch:
         self.new_cases: list[CaseState] = []
         self.messages: list[dict] = []
         self.thread_writes: dict[str, str] = {}
-        self.history: list[dict] = []
-        self.events: list = []
+        self.history: list[tuple] = []
+        self.outbox: list[tuple[str, str, str, str, bytes]] = []
+        self._agents_of: dict[str, list[Row]] = {}
         self.new_facts: set[str] = set()
         self.changed_facts: set[str] = set()
         self.changed_agents: set[str] = set()
@@ -127,9 +363,9 @@ class InteractionBatch:
             statement = statement.where(CASES.c.status.in_(OPEN_STATUSES)).with_for_update()
         # (On SQLite the status is checked here: without statistics, "customer IN (...) AND
         # status IN (...)" makes it walk the status index, i.e. every open case there is.)
-        for row in conn.execute(statement):
-            if row.status in OPEN_STATUSES:
-                case = self._remember(row._mapping)
+        for values in _case_rows(conn.execute(statement)):
+            if values["status"] in OPEN_STATUSES:
+                case = self._remember(values)
                 self.open_cases.setdefault(case.customer_id, []).append(case)
         keys = sorted({key for customer_id, interaction, _ in items
                        for key in _thread_keys(interaction, customer_id)})
@@ -139,8 +375,8 @@ class InteractionBatch:
                 self.threads[key] = case_id
             missing = sorted(set(self.threads.values()) - set(self.cases))
             if missing:
-                for row in conn.execute(select(CASES).where(CASES.c.id.in_(missing))):
-                    self._remember(row._mapping)
+                for values in _case_rows(conn.execute(select(CASES).where(CASES.c.id.in_(missing)))):
+                    self._remember(values)
         facts = CustomerFacts.__table__
         self.facts = dict.fromkeys(customers)
         for row in conn.execute(select(facts).where(facts.c.customer_id.in_(customers))):
@@ -153,8 +389,8 @@ class InteractionBatch:
                 .group_by(leads.c.customer_id)):
             self.deals[customer_id] = count
 
-    def _remember(self, mapping) -> CaseState:
-        case = CaseState(_row(mapping), persisted=True)
+    def _remember(self, values: dict) -> CaseState:
+        case = CaseState(values, persisted=True)
         self.cases[case.id] = case
         return case
 
@@ -211,7 +447,7 @@ class InteractionBatch:
             self.attach(target, interaction, now)
             return "attached"
 
-        rule = _match_rule(self.session, interaction)
+        rule = self.config.match_rule(interaction)
         if rule is None:
             return "ignored"
         existing = next((c for c in reversed(self.open_cases.get(customer_id, ()))
@@ -249,13 +485,7 @@ class InteractionBatch:
 
     def attach(self, case: CaseState, interaction: Interaction, now: datetime) -> None:
         """domain.attach (count_awaiting: the batch never reopens)."""
-        from socialzone_care.domain import PUBLIC_KINDS, new_id
-
-        self.messages.append({
-            "id": new_id(), "case_id": case.id, "kind": "customer", "author_id": case.customer_id,
-            "author_kind": "customer", "public": interaction.kind in PUBLIC_KINDS, "state": "received",
-            "text": interaction.text, "interaction_id": interaction.interaction_id,
-            "external_id": interaction.external_id, "accepted": False, "approved_by": None, "created_at": now})
+        self._message(new_id(), case.id, case.customer_id, interaction.kind in PUBLIC_KINDS, interaction, now)
         self._remember_thread(case, interaction)
         for intent in interaction.enrichment.intents:
             if intent not in case.intents:
@@ -276,9 +506,6 @@ class InteractionBatch:
     def open_case(self, customer_id: str, interaction: Interaction, rule: OpeningRule,
                   now: datetime) -> CaseState | None:
         """domain.open_case for an interaction that a rule opens."""
-        from socialzone_care.domain import IDENTIFIER_HANDLES, PUBLIC_KINDS, new_id, tracked_topics
-
-        session, settings = self.session, self.settings
         author = interaction.author
         first = author.identifiers[0]
         handle = None if first.type in IDENTIFIER_HANDLES else first.value
@@ -286,7 +513,7 @@ class InteractionBatch:
         language = interaction.enrichment.language or interaction.language
         channel, topic, intents = interaction.source, rule.topic, list(interaction.enrichment.intents)
         public = interaction.kind in PUBLIC_KINDS
-        values = {column: None for column in CASE_COLUMNS}
+        values = dict.fromkeys(CASE_COLUMNS)
         values.update(
             id=new_id(), customer_id=customer_id, status="open", topic=topic, channel=channel, language=language,
             intents=list(intents), tracked_topics=tracked_topics(topic, interaction), opened_from="interaction",
@@ -295,13 +522,12 @@ class InteractionBatch:
             customer_handle=handle, followers=author.followers,
             sentiment_score=sentiment.score if sentiment else None,
             priority=50, priority_label="normal", priority_factors=[],
-            queue=rule.queue or routing.queue_for(session, channel=channel, language=language, topic=topic),
+            queue=rule.queue or self.config.queue_for(channel=channel, language=language, topic=topic),
             sla_policy=self._sla_policy(customer_id, rule.sla_policy),
             sla_clock={}, sla_warnings=[], sla_breaches=[], escalated=False, opened_at=now, updated_at=now,
             responses=0, resolved_by_advocate=False, reopen_count=0, erased=False)
         case = CaseState(values, persisted=False)
-        sla.start(session, case, "first_response", now=now, warning_fraction=settings.sla_warning_fraction)
-        sla.start(session, case, "resolution", now=now, warning_fraction=settings.sla_warning_fraction)
+        self._start_clocks(case, now)
         self.refresh_priority(case, now, reason="opened")
         if case.priority < rule.min_priority:
             return None
@@ -309,30 +535,47 @@ class InteractionBatch:
         self.new_cases.append(case)
         self.cases[case.id] = case
         self.open_cases.setdefault(customer_id, []).append(case)
-        self.messages.append({
-            "id": new_id(), "case_id": case.id, "kind": "customer", "author_id": customer_id,
-            "author_kind": "customer", "public": public, "state": "received", "text": interaction.text,
-            "interaction_id": interaction.interaction_id, "external_id": interaction.external_id,
-            "accepted": False, "approved_by": None, "created_at": now})
+        self._message(new_id(), case.id, customer_id, public, interaction, now)
         self._remember_thread(case, interaction)
         self.activity(case, "opened", now, opened_from="interaction", rule=case.rule, priority=case.priority,
                       queue=case.queue, sla_policy=case.sla_policy)
-        self.emit(CaseOpened(
-            case_id=case.id, customer_id=customer_id, opened_from="interaction",
-            interaction_id=case.interaction_id, channel=channel, topic=topic, intents=tuple(intents),
-            priority=case.priority_label, queue=case.queue, sla_policy=case.sla_policy,
-            first_response_due=case.first_response_due, resolution_due=case.resolution_due))
+        self.emit(OPENED, customer_id, opened_data(case))
         if not self._offer_to_advocate(case, now):
             self._route(case, now)
         return case
 
+    def _message(self, message_id: str, case_id: str, author_id: str, public: bool, interaction: Interaction,
+                 now: datetime) -> None:
+        """A customer's message (the columns of care_case_messages, in order)."""
+        self.messages.append((message_id, case_id, "customer", author_id, "customer", public, "received",
+                              interaction.text, interaction.interaction_id, interaction.external_id, False, None,
+                              now))
+
+    def _start_clocks(self, case: CaseState, now: datetime) -> None:
+        """sla.start of first_response, then resolution, on a new case: the same clock
+        entries, due times and next check, worked out in one go."""
+        pol, cal = self.config.policy_and_calendar(case.sla_policy)
+        fraction = self.settings.sla_warning_fraction
+        first, resolution = pol.first_response_s, pol.resolution_s
+        times = cal.add_many(now, (first, first * 0.5, first * (1 - fraction),
+                                   resolution, resolution * 0.5, resolution * (1 - fraction)))
+        start, clock, pending = now.isoformat(), {}, []
+        for metric, target, (due, half_at, warn_at) in (("first_response", first, times[:3]),
+                                                        ("resolution", resolution, times[3:])):
+            clock[metric] = {"start": start, "due": due.isoformat(), "target_s": target,
+                             "half_at": half_at.isoformat(), "warn_at": warn_at.isoformat()}
+            setattr(case, f"{metric}_due", due)
+            pending += (due, warn_at, half_at) if half_at > now else (due, warn_at)
+        case.sla_clock, case.sla_warnings, case.sla_breaches = clock, [], []
+        case.sla_next_check = min(pending)
+
     def _sla_policy(self, customer_id: str, requested: str | None) -> str:
         """domain.choose_sla_policy."""
-        if requested and sla.policy_exists(self.session, requested):
+        if requested and self.config.policy(requested) is not None:
             return requested
         row = self.facts.get(customer_id)
         vip = (row is not None and row.advocate_tier in ("gold", "platinum")) or self.deals.get(customer_id, 0) > 0
-        return "vip" if vip and sla.policy_exists(self.session, "vip") else "standard"
+        return "vip" if vip and self.config.policy("vip") is not None else "standard"
 
     def _remember_thread(self, case: CaseState, interaction: Interaction) -> None:
         keys = _thread_keys(interaction, case.customer_id)
@@ -344,13 +587,13 @@ class InteractionBatch:
     def refresh_priority(self, case: CaseState, now: datetime, *, reason: str) -> bool:
         """sla.refresh_priority with the batch's facts and deals."""
         facts = self.facts.get(case.customer_id)
-        sla_used, sla_metric = sla.used(self.session, case, now) if case.status in OPEN_STATUSES else (None, None)
+        sla_used, sla_metric = self._used(case, now) if case.status in OPEN_STATUSES else (None, None)
         inputs = scoring.Inputs(
             intents=tuple(case.intents), sentiment_score=case.sentiment_score, followers=case.followers,
             lifetime_value=facts.lifetime_value if facts else 0.0,
             advocate_tier=facts.advocate_tier if facts else "none",
             open_deals=self.deals.get(case.customer_id, 0),
-            crisis=tuple(sla.active_crises(self.session, case.tracked_topics)),
+            crisis=self.config.crises(case.tracked_topics) if case.tracked_topics else (),
             sla_used=sla_used, sla_metric=sla_metric, escalated=case.escalated)
         value, name, factors = scoring.compute(inputs, self.weights)
         changed = value != case.priority
@@ -360,6 +603,18 @@ class InteractionBatch:
         if changed:
             case.updated_at = now
         return changed
+
+    def _used(self, case: CaseState, now: datetime) -> tuple[float | None, str | None]:
+        """sla.used with the batch's policies and calendars."""
+        best, best_metric = None, None
+        _, cal = self.config.policy_and_calendar(case.sla_policy)
+        for metric, entry in case.sla_clock.items():
+            fraction = cal.between(datetime.fromisoformat(entry["start"]), now) / max(1, entry["target_s"])
+            if metric in case.sla_breaches:
+                fraction = max(fraction, 1.0)
+            if best is None or fraction > best:
+                best, best_metric = fraction, metric
+        return best, best_metric
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -384,32 +639,42 @@ class InteractionBatch:
     def _route(self, case: CaseState, now: datetime) -> None:
         """routing.route for a new case (its own queue, no last agent)."""
         self._routing_state()
-        q = routing.queues(self.session).get(case.queue)
+        q = self.config.queues().get(case.queue)
         agent = self._pick_agent(case.queue, case)
         if agent is not None:
             self._assign(case, agent.id, kind="agent", rule=q.policy if q else "round_robin", now=now)
 
     def _pick_agent(self, queue_name: str, case: CaseState) -> Row | None:
         """routing.pick_agent on the batch's agents, loads and queue rows."""
-        ids = routing.members(self.session, queue_name)
-        if not ids:
+        agents = self._agents_of.get(queue_name)
+        if agents is None:  # the batch never changes who is active or in which queue
+            ids = self.config.members(queue_name)
+            wanted = set(ids)
+            agents = self._agents_of[queue_name] = [
+                a for a in self.agents.values() if a.id in wanted and a.active and queue_name in a.queues]
+        if not agents:
             return None
         queue = self.queue_rows.get(queue_name)
         policy = queue.policy if queue else "round_robin"
-        wanted = set(ids)
-        agents = [a for a in self.agents.values() if a.id in wanted and a.active and queue_name in a.queues]
-        if not agents:
-            return None
         loads = self.loads
-        eligible = [a for a in agents if routing.can_take_loaded(a, case, queue, loads.get(a.id, 0))]
-        if not eligible:
-            return None
+        can_take = routing.can_take_loaded
         if policy == "least_loaded":
+            eligible = [a for a in agents if can_take(a, case, queue, loads.get(a.id, 0))]
+            if not eligible:
+                return None
             return min(eligible, key=lambda a: (loads.get(a.id, 0), a.last_assigned_at is not None,
                                                 a.last_assigned_at or datetime.min, a.id))
+        # round robin: the first eligible member after the last one assigned, else the first
+        # eligible one (agents are in id order; eligibility is checked only as far as needed)
         last = queue.last_agent_id if queue else None
-        after = [a for a in eligible if last is None or a.id > last]
-        return (after or eligible)[0]
+        first = None
+        for a in agents:
+            if (last is None or a.id > last) or first is None:
+                if can_take(a, case, queue, loads.get(a.id, 0)):
+                    if last is None or a.id > last:
+                        return a
+                    first = a
+        return first
 
     def _assign(self, case: CaseState, assignee_id: str, *, kind: str, rule: str, now: datetime) -> None:
         """routing.assign to someone (the batch only assigns new cases)."""
@@ -432,43 +697,45 @@ class InteractionBatch:
             self.loads[assignee_id] += 1
         self.activity(case, "assigned", now, assignee_id=assignee_id, assignee_kind=kind, queue=case.queue,
                       rule=rule, previous_assignee_id=previous)
-        self.emit(CaseAssigned(case_id=case.id, customer_id=case.customer_id, queue=case.queue,
-                               assignee_id=assignee_id, assignee_kind=kind, previous_assignee_id=previous,
-                               rule=rule))
+        self.emit(ASSIGNED, case.customer_id,
+                  assigned_data(case, assignee_id=assignee_id, kind=kind, previous=previous, rule=rule))
 
     # --- writes ----------------------------------------------------------------------------
 
     def activity(self, case: CaseState, kind: str, now: datetime, **detail) -> None:
-        self.history.append({"case_id": case.id, "at": now, "kind": kind, "detail": detail})
+        self.history.append((case.id, now, kind, detail))
 
-    def emit(self, payload) -> None:
-        self.events.append(payload.to_envelope(source=SOURCE))
+    def emit(self, event_type: str, customer_id: str, data: dict) -> None:
+        """An event for the outbox, as outbox.enqueue_many would write ``payload.to_envelope(...)``."""
+        event_id = uuid4_text()
+        self.outbox.append((event_id, event_type, _schema(event_type)[1], customer_id,
+                            structured(event_type, customer_id, data, event_id=event_id, time=now_utc(),
+                                       traceparent=self.traceparent)))
 
     def flush(self) -> None:
         """Write what the batch decided, in bulk, in the session's transaction."""
         conn = self.session.connection()
+        writer = Writer(conn)
         if self.new_cases:
-            conn.execute(insert(CASES), [{c: getattr(case, c) for c in INSERT_COLUMNS} for case in self.new_cases])
-        by_columns: dict[tuple[str, ...], list[dict]] = {}
+            writer.insert(CASES, INSERT_COLUMNS, [[vars(case)[c] for c in INSERT_COLUMNS]
+                                                  for case in self.new_cases])
+        by_columns: dict[tuple[str, ...], list[list]] = {}
         for case in self.cases.values():
             if case._new:
                 continue
             changes = case.changes()
             if changes:
-                by_columns.setdefault(tuple(sorted(changes)), []).append({"_id": case.id, **changes})
+                columns = tuple(sorted(changes))
+                by_columns.setdefault(columns, []).append([changes[c] for c in columns] + [case.id])
         for columns, rows in by_columns.items():
-            conn.execute(update(CASES).where(CASES.c.id == bindparam("_id"))
-                         .values({c: bindparam(c) for c in columns}), rows)
+            writer.update(CASES, columns, "id", rows)
         if self.messages:
-            conn.execute(insert(CaseMessage.__table__), self.messages)
+            writer.insert(CaseMessage.__table__, MESSAGE_COLUMNS, self.messages)
         if self.thread_writes:
-            table = CaseThread.__table__
-            statement = (postgresql.insert if self.postgres else sqlite.insert)(table)
-            conn.execute(statement.on_conflict_do_update(index_elements=["key"],
-                                                         set_={"case_id": statement.excluded.case_id}),
-                         [{"key": key, "case_id": case_id} for key, case_id in self.thread_writes.items()])
+            writer.insert(CaseThread.__table__, ("key", "case_id"), list(self.thread_writes.items()),
+                          suffix=f" ON CONFLICT ({writer.quote('key')}) DO UPDATE SET case_id = excluded.case_id")
         if self.history:
-            conn.execute(insert(CaseActivity.__table__), self.history)
+            writer.insert(CaseActivity.__table__, ACTIVITY_COLUMNS, self.history)
         if self.new_facts:
             conn.execute(insert(CustomerFacts.__table__),
                          [vars(self.facts[c]) for c in sorted(self.new_facts)])
@@ -491,19 +758,10 @@ class InteractionBatch:
                          .values(last_agent_id=bindparam("last_agent_id")),
                          [{"_id": q, "last_agent_id": self.queue_rows[q].last_agent_id}
                           for q in sorted(self.changed_queues)])
-        outbox.enqueue_many(self.session, self.events)
+        outbox.enqueue_structured(self.session, self.outbox)
 
 
-def _thread_keys(interaction: Interaction, customer_id: str) -> list[str]:
-    from socialzone_care.domain import thread_keys
-
-    return thread_keys(interaction, customer_id)
-
-
-def _match_rule(session: Session, interaction: Interaction) -> OpeningRule | None:
-    from socialzone_care.domain import match_rule
-
-    return match_rule(session, interaction)
+_thread_keys = thread_keys
 
 
 def on_interactions(session: Session, items: list[tuple[str, Interaction, datetime]], *, settings) -> list[str]:

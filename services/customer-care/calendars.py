@@ -42,6 +42,7 @@ class BusinessCalendar:
         # A calendar is immutable (a changed one is a new instance): each day's open intervals
         # are worked out once. Every new case asks for six due times that walk the same days.
         self._days: dict[date, list[tuple[datetime, datetime]]] = {}
+        self._wanted: dict[tuple, list[tuple[timedelta, int]]] = {}
 
     @classmethod
     def from_row(cls, row) -> BusinessCalendar:
@@ -79,7 +80,12 @@ class BusinessCalendar:
         clock needs its half-way mark, its warning and its due time)."""
         if self.always_open:
             return [start + timedelta(seconds=s) for s in seconds]
-        wanted = sorted((timedelta(seconds=max(0.0, s)), i) for i, s in enumerate(seconds))
+        key = tuple(seconds)
+        wanted = self._wanted.get(key)
+        if wanted is None:  # the same few targets every time: sorted once
+            if len(self._wanted) >= 256:
+                self._wanted.clear()
+            wanted = self._wanted[key] = sorted((timedelta(seconds=max(0.0, s)), i) for i, s in enumerate(seconds))
         out: list[datetime | None] = [None] * len(wanted)
         used = timedelta(0)  # business time between start and the interval being looked at
         n = 0

@@ -41,9 +41,10 @@ class Handlers:
         """A polled batch in one transaction (see batch.py); the platform falls back to
         :meth:`on_interaction` one event at a time if this raises."""
         items = []
+        clock = clock_of(self.runtime)
         for envelope in envelopes:
             event = parse_payload(envelope)
-            items.append((event.customer_id, event.interaction, self.now()))
+            items.append((event.customer_id, event.interaction, clock.now()))
         batch.on_interactions(session, items, settings=self.settings)
 
     def on_customer(self, session: Session, envelope: Envelope) -> None:

@@ -46,7 +46,183 @@ def _factor(name: str, value, weight: float, share: float, explanation: str) -> 
             "explanation": explanation}
 
 
+FACTORS = ("base", "intent", "sentiment", "reach", "customer_value", "advocate_tier", "open_deals", "crisis", "sla",
+           "escalation")
+_MEMO_LIMIT = 4096
+
+
+def _part(weight: float, share: float, explanation: str) -> tuple[float, str]:
+    """A factor's points and explanation (as :func:`_factor`)."""
+    return round(weight * min(1.0, max(0.0, share)), 2), explanation
+
+
+def _intent(weight: float, intents: tuple[str, ...]) -> tuple[float, str]:
+    return _part(weight, max((INTENT_VALUE.get(i, 0.0) for i in intents), default=0.0),
+                 f"intents: {', '.join(intents) or 'none'}")
+
+
+def _sentiment(weight: float, s: float) -> tuple[float, str]:
+    return _part(weight, -s, f"sentiment {s:+.2f} ({'negative' if s < 0 else 'not negative'})")
+
+
+def _reach(weight: float, followers: int | None) -> tuple[float, str]:
+    f = followers or 0
+    return _part(weight, math.log10(1 + f) / 6, f"{f:,} followers (1M or more: full weight)")
+
+
+def _value(weight: float, lifetime_value: float) -> tuple[float, float, str]:
+    v = max(0.0, lifetime_value)
+    return (round(lifetime_value, 2),
+            *_part(weight, math.log10(1 + v) / 4, f"lifetime value {v:,.2f} from transactions (10,000: full weight)"))
+
+
+def _tier(weight: float, tier: str) -> tuple[float, str]:
+    return _part(weight, TIER_VALUE.get(tier, 0.0), f"advocate tier {tier}")
+
+
+def _deals(weight: float, n: int) -> tuple[float, str]:
+    return _part(weight, 0.0 if n == 0 else 0.7 + 0.3 * (n - 1), f"{n} open lead(s) or deal(s) in sales")
+
+
+def _crisis(weight: float, crisis: tuple[tuple[str, str], ...]) -> tuple[float, str]:
+    return _part(weight, max((SEVERITY_VALUE.get(sev, 0.6) for _, sev in crisis), default=0.0),
+                 "active crisis on " + ", ".join(t for t, _ in crisis) if crisis
+                 else "no active crisis on the case's topics")
+
+
+def _sla(weight: float, used: float, metric: str | None) -> tuple[float, float, str]:
+    return (round(used, 3), *_part(weight, used or 0.0, f"{min(used, 1) * 100:.0f}% of the {metric} target used"
+                                   + (" (breached)" if used >= 1 else "")))
+
+
+def _remember(memo: dict, key, value):
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+class _Weights:
+    """One set of weights and what the factors made of them so far: a factor's points and
+    explanation depend only on its input, and the cases of a batch bring the same inputs
+    again and again (formatting the explanations was most of the cost). An input is
+    remembered under a key that keeps apart what compares equal but prints differently
+    (0.0 and -0.0; 1 and 1.0 by the type checks); other inputs are worked out each time."""
+
+    def __init__(self, weights: dict[str, float]) -> None:
+        self.snapshot = dict(weights)
+        self.w = w = {name: float(weights.get(name, 0.0)) for name in FACTORS}
+        self.base = _part(w["base"], 1.0, "every case starts here")
+        self.no_sentiment = _part(w["sentiment"], 0.0, "unknown sentiment")
+        self.no_crisis = _crisis(w["crisis"], ())
+        self.no_sla = _part(w["sla"], 0.0, "no SLA clock running")
+        self.escalation = {True: _part(w["escalation"], 1.0, "escalated after an SLA breach"),
+                           False: _part(w["escalation"], 0.0, "not escalated")}
+        self.intent: dict = {}
+        self.sentiment: dict = {}
+        self.reach: dict = {}
+        self.value: dict = {}
+        self.tier: dict = {}
+        self.deals: dict = {}
+        self.crisis: dict = {}
+        self.sla: dict = {}
+
+
+_last: list[_Weights] = []
+
+
+def _weights(weights: dict[str, float]) -> _Weights:
+    cached = _last[0] if _last else None
+    if cached is None or cached.snapshot != weights:
+        cached = _Weights(weights)
+        _last[:] = [cached]
+    return cached
+
+
 def compute(inputs: Inputs, weights: dict[str, float]) -> tuple[int, str, list[dict]]:
+    """The priority, its label and its factors: the same as :func:`compute_plain`, which
+    spells the rules out; this one remembers the parts already worked out (see _Weights)."""
+    cw = _weights(weights)
+    w = cw.w
+
+    intents = inputs.intents
+    intent = cw.intent.get(intents)
+    if intent is None:
+        intent = _remember(cw.intent, intents, _intent(w["intent"], intents))
+
+    s = inputs.sentiment_score
+    if s is None:
+        sentiment = cw.no_sentiment
+    elif type(s) is float:
+        key = s if s else (s, math.copysign(1.0, s))
+        sentiment = cw.sentiment.get(key) or _remember(cw.sentiment, key, _sentiment(w["sentiment"], s))
+    else:
+        sentiment = _sentiment(w["sentiment"], s)
+
+    followers = inputs.followers
+    if type(followers) is int:
+        reach = cw.reach.get(followers) or _remember(cw.reach, followers, _reach(w["reach"], followers))
+    else:
+        reach = _reach(w["reach"], followers)
+
+    lifetime = inputs.lifetime_value
+    if type(lifetime) is float:
+        key = lifetime if lifetime else (lifetime, math.copysign(1.0, lifetime))
+        value = cw.value.get(key) or _remember(cw.value, key, _value(w["customer_value"], lifetime))
+    else:
+        value = _value(w["customer_value"], lifetime)
+
+    tier_name = inputs.advocate_tier
+    tier = cw.tier.get(tier_name) or _remember(cw.tier, tier_name, _tier(w["advocate_tier"], tier_name))
+
+    n = inputs.open_deals
+    if type(n) is int:
+        deals = cw.deals.get(n) or _remember(cw.deals, n, _deals(w["open_deals"], n))
+    else:
+        deals = _deals(w["open_deals"], n)
+
+    crises = inputs.crisis
+    if not crises:
+        crisis = cw.no_crisis
+    else:
+        crisis = cw.crisis.get(crises) or _remember(cw.crisis, crises, _crisis(w["crisis"], crises))
+
+    used, metric = inputs.sla_used, inputs.sla_metric
+    if used is None:
+        sla = (None, *cw.no_sla)
+    elif type(used) is float:
+        key = (used, metric) if used else (used, math.copysign(1.0, used), metric)
+        sla = cw.sla.get(key) or _remember(cw.sla, key, _sla(w["sla"], used, metric))
+    else:
+        sla = _sla(w["sla"], used, metric)
+
+    escalated = inputs.escalated
+    escalation = cw.escalation[bool(escalated)]
+
+    factors = [
+        {"name": "base", "value": None, "weight": w["base"], "points": cw.base[0], "explanation": cw.base[1]},
+        {"name": "intent", "value": list(intents), "weight": w["intent"], "points": intent[0],
+         "explanation": intent[1]},
+        {"name": "sentiment", "value": s, "weight": w["sentiment"], "points": sentiment[0],
+         "explanation": sentiment[1]},
+        {"name": "reach", "value": followers, "weight": w["reach"], "points": reach[0], "explanation": reach[1]},
+        {"name": "customer_value", "value": value[0], "weight": w["customer_value"], "points": value[1],
+         "explanation": value[2]},
+        {"name": "advocate_tier", "value": tier_name, "weight": w["advocate_tier"], "points": tier[0],
+         "explanation": tier[1]},
+        {"name": "open_deals", "value": n, "weight": w["open_deals"], "points": deals[0], "explanation": deals[1]},
+        {"name": "crisis", "value": [t for t, _ in crises], "weight": w["crisis"], "points": crisis[0],
+         "explanation": crisis[1]},
+        {"name": "sla", "value": sla[0], "weight": w["sla"], "points": sla[1], "explanation": sla[2]},
+        {"name": "escalation", "value": escalated, "weight": w["escalation"], "points": escalation[0],
+         "explanation": escalation[1]},
+    ]
+    total = sum([f["points"] for f in factors])
+    priority = int(min(100, max(1, round(total))))
+    return priority, label(priority), factors
+
+
+def compute_plain(inputs: Inputs, weights: dict[str, float]) -> tuple[int, str, list[dict]]:
     w = lambda name: float(weights.get(name, 0.0))  # noqa: E731
     factors = [_factor("base", None, w("base"), 1.0, "every case starts here")]
 
