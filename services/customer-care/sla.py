@@ -6,10 +6,9 @@ A case runs up to three clocks (metrics): ``first_response`` (until the first re
 ``resolution`` (until resolved). Each stores its start, due time, the moment to warn
 (``sla_warning_fraction`` of the target left, in business time) and its target in
 ``Case.sla_clock``; ``Case.sla_next_check`` says when the clock must look again.
-At a breach: ``care.sla.breached`` (first response and resolution; the catalog has no
-next-response metric yet, so that breach is recorded on the case only) and an
-escalation: the escalation factor raises the priority and the case moves to the
-team lead's queue.
+At a breach: ``care.sla.breached`` (any of the three metrics) and an escalation: the
+escalation factor raises the priority and the case moves to the team lead's queue.
+The warning is kept on the case and in its history (the catalog has no warning event).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from socialzone_care.common import invalidate as invalidate_config
 from socialzone_care.models import OPEN_STATUSES, Calendar, Case, Crisis, CustomerFacts, Lead, Queue, SlaPolicy
 
 METRICS = ("first_response", "next_response", "resolution")
-PUBLISHED_METRICS = ("first_response", "resolution")
 DEFAULT_CALENDAR = Calendar(name="default", timezone="UTC",
                             hours={d: [["09:00", "17:00"]] for d in DAYS[:5]})
 DEFAULT_POLICIES = {
@@ -239,11 +237,10 @@ def check(session: Session, case: Case, *, now: datetime, settings) -> list[str]
             activity(session, case, "sla_breached", now, metric=metric, due_at=entry["due"],
                      target_s=entry["target_s"])
             happened.append(f"breached:{metric}")
-            if metric in PUBLISHED_METRICS:
-                emit(session, SlaBreached(case_id=case.id, customer_id=case.customer_id, metric=metric,
-                                          sla_policy=case.sla_policy, target_seconds=entry["target_s"],
-                                          due_at=due, priority=case.priority_label, queue=case.queue,
-                                          assignee_id=case.assignee_id))
+            emit(session, SlaBreached(case_id=case.id, customer_id=case.customer_id, metric=metric,
+                                      sla_policy=case.sla_policy, target_seconds=entry["target_s"],
+                                      due_at=due, priority=case.priority_label, queue=case.queue,
+                                      assignee_id=case.assignee_id))
             escalate(session, case, now=now, weights=weights, reason=f"{metric} SLA breached")
         elif (metric not in case.sla_breaches and metric not in case.sla_warnings
               and now >= datetime.fromisoformat(entry["warn_at"])):

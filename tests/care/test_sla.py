@@ -105,8 +105,9 @@ async def test_a_follow_up_starts_the_next_response_clock_and_its_breach_escalat
     detail = await care.get(case.id)
     assert "next_response" in detail["sla"]["breaches"] and detail["escalated"]
     assert detail["queue"] == "leads"
-    # the catalog's SlaMetric has no next_response: recorded on the case, not published
-    assert [b["metric"] for b in care.events("care.sla.breached")] == []
+    [breach] = care.events("care.sla.breached")
+    assert (breach["metric"], breach["due_at"], breach["target_seconds"]) == \
+        ("next_response", "2026-03-03T10:10:00Z", 8 * 3600)
 
 
 async def test_resolution_breach_is_published(care):
