@@ -274,3 +274,22 @@ def test_every_catalog_payload_survives_the_wire_and_matches_its_published_schem
     assert parse_payload(from_structured(to_structured(envelope))) == payload
     # What analysts read in docs/events accepts whatever the model accepts.
     _published_schema(event_type).validate(orjson.loads(to_structured(envelope)))
+
+
+@given(subject=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+       dataschema=st.one_of(st.none(), st.just("urn:socialzone:event:x:v1")),
+       traceparent=st.one_of(st.none(), st.just("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+       data=st.dictionaries(st.text(max_size=8), st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=20),
+                                                           st.none()),
+                            max_size=5),
+       as_bytes=st.booleans())
+def test_structured_bytes_are_what_to_structured_writes(subject, dataschema, traceparent, data, as_bytes):
+    from socialzone_common.envelope import structured_bytes
+
+    time = datetime(2026, 3, 2, 11, 0, 0, 7, tzinfo=timezone.utc)
+    envelope = Envelope(id="e-1", source="s", type="t.x.happened", subject=subject, time=time,
+                        dataschema=dataschema, partitionkey="k", traceparent=traceparent, data=data)
+    built = structured_bytes(id="e-1", source="s", type="t.x.happened", subject=subject, time=time,
+                             dataschema=dataschema, partitionkey="k", traceparent=traceparent,
+                             data=orjson.dumps(data) if as_bytes else data)
+    assert built == to_structured(envelope)

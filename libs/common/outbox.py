@@ -21,7 +21,7 @@ from sqlmodel import Field, Session, col, select
 from socialzone_common.bus import Bus, StructuredMessage
 from socialzone_common.catalog import Event, entry_for, make_envelope
 from socialzone_common.db import PlatformTable, UtcDateTime
-from socialzone_common.envelope import Envelope, now_utc, to_structured
+from socialzone_common.envelope import Envelope, new_event_id, now_utc, structured_bytes, to_structured
 from socialzone_common import telemetry
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,21 @@ def enqueue_many(session: Session, envelopes: Sequence[Envelope]) -> None:
         rows.append((envelope.id, envelope.type, entry_for(envelope.type).topic.name, envelope.partitionkey,
                      to_structured(envelope)))
     enqueue_structured(session, rows)
+
+
+def structured_row(event_type: str, *, source: str, subject: str, data: dict | bytes, time: datetime,
+                   event_id: str | None = None, traceparent: str | None = None,
+                   partitionkey: str | None = None) -> tuple[str, str, str, str, bytes]:
+    """The outbox row of a catalog event built without its pydantic payload and envelope
+    (``envelope.structured_bytes``), for :func:`enqueue_structured`. The caller answers for
+    ``data`` matching the type's model: tests compare such rows byte for byte with
+    ``to_structured(payload.to_envelope(...))``."""
+    entry = entry_for(event_type)
+    event_id = event_id or new_event_id()
+    key = partitionkey or subject
+    return (event_id, event_type, entry.topic.name, key, structured_bytes(
+        id=event_id, source=source, type=event_type, subject=subject, time=time, dataschema=entry.dataschema,
+        partitionkey=key, traceparent=traceparent, data=data))
 
 
 def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str, bytes]]) -> None:

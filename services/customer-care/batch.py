@@ -19,7 +19,7 @@ the batch one event per transaction with the per-event handler: the reference).
   keys and history as driver-level executemany of tuples (:class:`Writer`: each value
   through its column type's bind processor, as Core would); facts, agents' and queues'
   round-robin state with Core; the outbox events in order, written as the bytes
-  ``to_structured(payload.to_envelope(...))`` would give (:func:`structured`,
+  ``to_structured(payload.to_envelope(...))`` would give (``outbox.structured_row``,
   ``outbox.enqueue_structured``).
 - **Configuration** (rules, SLA policies and calendars, queues and members, crises) is
   asked once per batch (:class:`BatchConfig`).
@@ -34,16 +34,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import orjson
 from sqlalchemy import DateTime, bindparam, func, insert, select, update
 from sqlmodel import Session
 
 from socialzone_common import outbox, telemetry
-from socialzone_common.catalog import entry_for
 from socialzone_common.envelope import now_utc
 from socialzone_common.events.care import CaseAssigned, CaseOpened
 from socialzone_common.events.common import Interaction
-from socialzone_common.ids import uuid4_text
 from socialzone_care import priority as scoring
 from socialzone_care import routing, sla
 from socialzone_care.domain import (
@@ -69,34 +66,6 @@ _UTC = timezone.utc
 
 
 # --- events as the outbox stores them --------------------------------------------------------
-
-_SCHEMAS: dict[str, tuple[str, str]] = {}
-
-
-def _schema(event_type: str) -> tuple[str, str]:
-    """(dataschema, topic) of a catalog type."""
-    found = _SCHEMAS.get(event_type)
-    if found is None:
-        entry = entry_for(event_type)
-        found = _SCHEMAS[event_type] = (entry.dataschema, entry.topic.name)
-    return found
-
-
-def structured(event_type: str, customer_id: str, data: dict, *, event_id: str, time: datetime,
-               traceparent: str | None) -> bytes:
-    """Exactly what ``to_structured(payload.to_envelope(source=SOURCE))`` writes for a case
-    event (subject and partition key: the customer), from its data already in JSON form
-    (``payload.model_dump(mode="json")``: orjson writes aware datetimes as pydantic does).
-    Building and validating the pydantic payload and envelope cost more than the rest of
-    opening a case in memory; tests/care/test_batch.py checks the bytes."""
-    body = {"id": event_id, "source": SOURCE, "specversion": "1.0", "type": event_type, "subject": customer_id,
-            "time": time, "datacontenttype": "application/json", "dataschema": _schema(event_type)[0],
-            "partitionkey": customer_id}
-    if traceparent is not None:
-        body["traceparent"] = traceparent
-    body["data"] = data
-    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
-
 
 def opened_data(case) -> dict:
     """``CaseOpened(...).model_dump(mode="json")`` for a case opened from an interaction."""
@@ -706,11 +675,11 @@ class InteractionBatch:
         self.history.append((case.id, now, kind, detail))
 
     def emit(self, event_type: str, customer_id: str, data: dict) -> None:
-        """An event for the outbox, as outbox.enqueue_many would write ``payload.to_envelope(...)``."""
-        event_id = uuid4_text()
-        self.outbox.append((event_id, event_type, _schema(event_type)[1], customer_id,
-                            structured(event_type, customer_id, data, event_id=event_id, time=now_utc(),
-                                       traceparent=self.traceparent)))
+        """An event for the outbox, as outbox.enqueue_many would write ``payload.to_envelope(...)``
+        (building and validating the pydantic payload and envelope cost more than the rest of
+        opening a case in memory; tests/care/test_fast_paths.py checks the bytes)."""
+        self.outbox.append(outbox.structured_row(event_type, source=SOURCE, subject=customer_id, data=data,
+                                                 time=now_utc(), traceparent=self.traceparent))
 
     def flush(self) -> None:
         """Write what the batch decided, in bulk, in the session's transaction."""

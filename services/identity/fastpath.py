@@ -36,10 +36,9 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from socialzone_common import telemetry
-from socialzone_common.catalog import entry_for
 from socialzone_common.envelope import Envelope, new_event_id, now_utc
 from socialzone_common.events.ingest import InteractionRecorded
-from socialzone_common.outbox import OUTBOX_PENDING_FLAG
+from socialzone_common.outbox import enqueue_structured, structured_row
 from socialzone_identity import resolution, timeline
 from socialzone_identity.identifiers import PLATFORM_TYPES, Normalized, type_strength
 from socialzone_identity.models import Customer, IdentifierLink
@@ -114,31 +113,6 @@ class Batch:
         return bool(self.new_customers or self.new_idents or self.timeline_rows or self.outbox_rows or self.dirty)
 
 
-_SCHEMAS: dict[str, tuple[str, str]] = {}
-
-
-def _schema(event_type: str) -> tuple[str, str]:
-    found = _SCHEMAS.get(event_type)
-    if found is None:
-        entry = entry_for(event_type)
-        found = _SCHEMAS[event_type] = (entry.dataschema, entry.topic.name)
-    return found
-
-
-def structured(event_id: str, event_type: str, subject: str, time: datetime, traceparent: str | None,
-               data: bytes) -> bytes:
-    """Exactly what ``socialzone_common.envelope.to_structured`` writes for this event, with
-    ``data`` already serialized (the attributed interaction is serialized once for both
-    the outbox and the timeline)."""
-    body = {"id": event_id, "source": SOURCE, "specversion": "1.0", "type": event_type, "subject": subject,
-            "time": time, "datacontenttype": "application/json", "dataschema": _schema(event_type)[0],
-            "partitionkey": subject}
-    if traceparent:
-        body["traceparent"] = traceparent
-    head = orjson.dumps(body, option=orjson.OPT_UTC_Z)
-    return b"".join((head[:-1], b',"data":', data, b"}"))
-
-
 class Sql:
     """Driver-level statements for the bulk writes (no statement compilation, no per-row
     processing by SQLAlchemy: the timeline and outbox rows are most of what attribution writes)."""
@@ -157,8 +131,6 @@ class Sql:
             " FOR UPDATE" if pg else "")  # PostgreSQL: locked until the batch commits (see resolution.py)
         self.suppressed = "SELECT hash FROM suppressions WHERE hash IN ({})"
         self.true, self.false = (True, False) if pg else (1, 0)
-        self.outbox = (f"INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
-                       f"attempts) VALUES ({', '.join([mark] * 6)}, 0)")
         self.timeline = (f"INSERT INTO timeline ({', '.join(_TIMELINE_COLUMNS)}) "
                          f"VALUES ({marks(_TIMELINE_COLUMNS, ('event',))})")
         self.customers = (f"INSERT INTO customers ({', '.join(_CUSTOMER_COLUMNS)}) "
@@ -376,8 +348,8 @@ class BatchResolver:
                     "interaction_id": interaction["interaction_id"],
                     "display_name": interaction["author"].get("display_name")}
             body = orjson.dumps(data)
-            outbox.append((event_id, CREATED, _schema(CREATED)[1], cid, structured(event_id, CREATED, cid, now,
-                                                                                     traceparent, body)))
+            outbox.append(structured_row(CREATED, source=SOURCE, subject=cid, data=body, time=now,
+                                         event_id=event_id, traceparent=traceparent))
             batch.timeline_rows.append((None, (
                 cid, cid, event_id, CREATED, "identity", at, timeline.summarize(CREATED, data),
                 interaction["source"], interaction["interaction_id"], None, None, None, None, None, sql.false,
@@ -401,8 +373,8 @@ class BatchResolver:
                 event_id = new_event_id()
                 body = orjson.dumps({"customer_id": cid, "identifier": {"type": n.type, "value": n.value, "verified": None},
                                      "strength": strength, "rule": rule, "evidence_event_id": envelope.id})
-                outbox.append((event_id, LINKED, _schema(LINKED)[1], cid,
-                               structured(event_id, LINKED, cid, now, traceparent, body)))
+                outbox.append(structured_row(LINKED, source=SOURCE, subject=cid, data=body, time=now,
+                                             event_id=event_id, traceparent=traceparent))
         if p.values:
             profile, what = reconcile(cust.profile, p.values, kind=p.kind, at=occurred, origin=cid)
             if what:
@@ -422,8 +394,8 @@ class BatchResolver:
                 "merged_from": None}
         body = orjson.dumps(data)
         event_id = new_event_id()
-        outbox.append((event_id, ATTRIBUTED, _schema(ATTRIBUTED)[1], cid,
-                       structured(event_id, ATTRIBUTED, cid, now, traceparent, body)))
+        outbox.append(structured_row(ATTRIBUTED, source=SOURCE, subject=cid, data=body, time=now,
+                                     event_id=event_id, traceparent=traceparent))
         via_key = (matched_by.type, matched_by.value) if matched_by else keys[0]
         batch.timeline_rows.append((via_key, self._interaction_row(sql, cid, event_id, data, interaction, at, body)))
         self.ctx.count("created" if created else "attributed")
@@ -511,9 +483,7 @@ class BatchResolver:
                 ident = idents.get(via) if via is not None else None
                 rows.append((row[0], row[1], ident.id if ident is not None else None) + row[2:])
             conn.exec_driver_sql(sql.timeline, rows)
-        if batch.outbox_rows:
-            conn.exec_driver_sql(sql.outbox, [row + (stamp,) for row in batch.outbox_rows])
-            session.info[OUTBOX_PENDING_FLAG] = True
+        enqueue_structured(session, batch.outbox_rows)
         for cust in batch.new_customers:  # they now exist in the database like any other
             cust.new = False
         batch.new_customers.clear()

@@ -24,8 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select, update
 
 from socialzone_common import outbox, telemetry
-from socialzone_common.catalog import entry_for
-from socialzone_common.envelope import JSON, SPECVERSION, new_event_id, now_utc
+from socialzone_common.envelope import now_utc
 from socialzone_common.errors import TooManyRequests
 from socialzone_common.events.common import Transaction, TransactionItem
 from socialzone_common.events.ingest import InteractionRecorded, InteractionRetracted
@@ -175,26 +174,6 @@ def _transaction_json(t) -> dict:
         for i in t.items)).model_dump(mode="json")
 
 
-def _recorded_event(prepared: _Prepared, document: bytes, *, event_id: str, time: datetime,
-                    dataschema: str | None, traceparent: str | None) -> tuple[str, str, str, str, bytes]:
-    """The outbox row of ``InteractionRecorded(interaction=...).to_envelope(source=EVENT_SOURCE)``
-    without building and re-serializing the models: the envelope's structured JSON (the
-    attributes in the order ``to_structured`` writes them) around the document's bytes."""
-    body = {"id": event_id, "source": EVENT_SOURCE, "specversion": SPECVERSION,
-            "type": InteractionRecorded.event_type, "subject": prepared.author_key, "time": time,
-            "datacontenttype": JSON, "dataschema": dataschema, "partitionkey": prepared.author_key,
-            "traceparent": traceparent, "data": {"interaction": orjson.Fragment(document)}}
-    if traceparent is None:
-        del body["traceparent"]
-    if dataschema is None:
-        del body["dataschema"]
-    return (event_id, InteractionRecorded.event_type, _RAW_TOPIC, prepared.author_key,
-            orjson.dumps(body, option=orjson.OPT_UTC_Z))
-
-
-_RAW_TOPIC = entry_for(InteractionRecorded.event_type).topic.name
-
-
 def _insert(session: Session, table, rows: list[dict], *, returning=None):
     """INSERT ... ON CONFLICT DO NOTHING [RETURNING] of many rows (one cached statement,
     executemany): on PostgreSQL a concurrent insert of the same key waits for the other
@@ -266,13 +245,13 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
     recorded = [(p, document) for p, document in zip(fresh, documents) if p.interaction_id in inserted]
     if recorded:
         event_time = recorded_at.astimezone(timezone.utc)
-        dataschema = entry_for(InteractionRecorded.event_type).dataschema
         traceparent = telemetry.current_traceparent()
-        event_ids = [new_event_id() for _ in recorded]
         outbox.enqueue_structured(session, [
-            _recorded_event(p, document, event_id=event_id, time=event_time, dataschema=dataschema,
-                            traceparent=traceparent)
-            for (p, document), event_id in zip(recorded, event_ids)])
+            # the document's bytes are the event's data as they are (no model, no second dump)
+            outbox.structured_row(InteractionRecorded.event_type, source=EVENT_SOURCE, subject=p.author_key,
+                                  data=b'{"interaction":' + document + b"}", time=event_time,
+                                  traceparent=traceparent)
+            for p, document in recorded])
         out.recorded = [p.interaction_id for p, _ in recorded]
     kept = {p.interaction_id for p in prepared}
     for p in [*prepared, *repeats]:

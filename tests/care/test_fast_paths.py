@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings, strategies as st
 from sqlalchemy import select
 
+from socialzone_common import outbox
 from socialzone_common.catalog import entry_for
 from socialzone_common.envelope import from_structured, to_structured
 from socialzone_common.events.care import CaseAssigned, CaseOpened
@@ -77,8 +78,9 @@ def test_case_events_are_the_bytes_to_structured_writes():
                               (assigned, batch.assigned_data(case, assignee_id="ann", kind="agent", previous=None,
                                                              rule="round_robin"))):
             envelope = payload.to_envelope(source=SOURCE, event_id="e-1", time=time, traceparent=traceparent)
-            assert batch.structured(payload.event_type, "cus-1", data, event_id="e-1", time=time,
-                                    traceparent=traceparent) == to_structured(envelope)
+            assert outbox.structured_row(payload.event_type, source=SOURCE, subject="cus-1", data=data,
+                                         event_id="e-1", time=time, traceparent=traceparent) == \
+                ("e-1", payload.event_type, "zone.care", "cus-1", to_structured(envelope))
 
 
 def test_the_batch_outbox_rows_are_what_enqueue_would_write(two_runtimes):  # noqa: F811
