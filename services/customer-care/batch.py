@@ -575,15 +575,7 @@ class InteractionBatch:
 
     def _used(self, case: CaseState, now: datetime) -> tuple[float | None, str | None]:
         """sla.used with the batch's policies and calendars."""
-        best, best_metric = None, None
-        _, cal = self.config.policy_and_calendar(case.sla_policy)
-        for metric, entry in case.sla_clock.items():
-            fraction = cal.between(datetime.fromisoformat(entry["start"]), now) / max(1, entry["target_s"])
-            if metric in case.sla_breaches:
-                fraction = max(fraction, 1.0)
-            if best is None or fraction > best:
-                best, best_metric = fraction, metric
-        return best, best_metric
+        return sla.used_on(self.config.policy_and_calendar(case.sla_policy)[1], case, now)
 
     # --- routing -------------------------------------------------------------------------------
 

@@ -102,6 +102,18 @@ def _remember(memo: dict, key, value):
     return value
 
 
+def _memo(memo: dict, key, part, *args):
+    """``part(*args)``, remembered under ``key``."""
+    found = memo.get(key)
+    return found if found is not None else _remember(memo, key, part(*args))
+
+
+def _key(number):
+    """A memo key that keeps apart what compares equal but is shown differently (1 and 1.0,
+    0.0 and -0.0)."""
+    return (type(number), number, math.copysign(1.0, number) if type(number) is float else None)
+
+
 class _Weights:
     """One set of weights and what the factors made of them so far: a factor's points and
     explanation depend only on its input, and the cases of a batch bring the same inputs
@@ -146,55 +158,21 @@ def compute(inputs: Inputs, weights: dict[str, float]) -> tuple[int, str, list[d
     w = cw.w
 
     intents = inputs.intents
-    intent = cw.intent.get(intents)
-    if intent is None:
-        intent = _remember(cw.intent, intents, _intent(w["intent"], intents))
-
+    intent = _memo(cw.intent, intents, _intent, w["intent"], intents)
     s = inputs.sentiment_score
-    if s is None:
-        sentiment = cw.no_sentiment
-    elif type(s) is float:
-        key = s if s else (s, math.copysign(1.0, s))
-        sentiment = cw.sentiment.get(key) or _remember(cw.sentiment, key, _sentiment(w["sentiment"], s))
-    else:
-        sentiment = _sentiment(w["sentiment"], s)
-
+    sentiment = cw.no_sentiment if s is None else _memo(cw.sentiment, _key(s), _sentiment, w["sentiment"], s)
     followers = inputs.followers
-    if type(followers) is int:
-        reach = cw.reach.get(followers) or _remember(cw.reach, followers, _reach(w["reach"], followers))
-    else:
-        reach = _reach(w["reach"], followers)
-
+    reach = _memo(cw.reach, _key(followers), _reach, w["reach"], followers)
     lifetime = inputs.lifetime_value
-    if type(lifetime) is float:
-        key = lifetime if lifetime else (lifetime, math.copysign(1.0, lifetime))
-        value = cw.value.get(key) or _remember(cw.value, key, _value(w["customer_value"], lifetime))
-    else:
-        value = _value(w["customer_value"], lifetime)
-
+    value = _memo(cw.value, _key(lifetime), _value, w["customer_value"], lifetime)
     tier_name = inputs.advocate_tier
-    tier = cw.tier.get(tier_name) or _remember(cw.tier, tier_name, _tier(w["advocate_tier"], tier_name))
-
+    tier = _memo(cw.tier, tier_name, _tier, w["advocate_tier"], tier_name)
     n = inputs.open_deals
-    if type(n) is int:
-        deals = cw.deals.get(n) or _remember(cw.deals, n, _deals(w["open_deals"], n))
-    else:
-        deals = _deals(w["open_deals"], n)
-
+    deals = _memo(cw.deals, _key(n), _deals, w["open_deals"], n)
     crises = inputs.crisis
-    if not crises:
-        crisis = cw.no_crisis
-    else:
-        crisis = cw.crisis.get(crises) or _remember(cw.crisis, crises, _crisis(w["crisis"], crises))
-
+    crisis = _memo(cw.crisis, crises, _crisis, w["crisis"], crises) if crises else cw.no_crisis
     used, metric = inputs.sla_used, inputs.sla_metric
-    if used is None:
-        sla = (None, *cw.no_sla)
-    elif type(used) is float:
-        key = (used, metric) if used else (used, math.copysign(1.0, used), metric)
-        sla = cw.sla.get(key) or _remember(cw.sla, key, _sla(w["sla"], used, metric))
-    else:
-        sla = _sla(w["sla"], used, metric)
+    sla = (None, *cw.no_sla) if used is None else _memo(cw.sla, (_key(used), metric), _sla, w["sla"], used, metric)
 
     escalated = inputs.escalated
     escalation = cw.escalation[bool(escalated)]

@@ -119,9 +119,13 @@ def schedule(case: Case, now: datetime) -> None:
 
 def used(session: Session, case: Case, now: datetime) -> tuple[float | None, str | None]:
     """The largest fraction of a running SLA target used, and its metric."""
-    best, best_metric = None, None
     pol = policy(session, case.sla_policy) or DEFAULT_POLICIES["standard"]
-    cal = calendar(session, pol.calendar)
+    return used_on(calendar(session, pol.calendar), case, now)
+
+
+def used_on(cal, case, now: datetime) -> tuple[float | None, str | None]:
+    """:func:`used` on the case's calendar, already at hand (the batch path has it)."""
+    best, best_metric = None, None
     for metric, entry in case.sla_clock.items():
         fraction = cal.between(datetime.fromisoformat(entry["start"]), now) / max(1, entry["target_s"])
         if metric in case.sla_breaches:
