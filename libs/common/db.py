@@ -96,21 +96,19 @@ def _writer_turns(lock: threading.Lock) -> type[sqlite3.Connection]:
                 self._writing = False
                 lock.release()
 
+        # Every way a transaction ends gives the turn back, even when ending it fails.
         def commit(self) -> None:
-            try:
-                super().commit()
-            finally:
-                self._done()
+            self._end(super().commit)
 
         def rollback(self) -> None:
-            try:
-                super().rollback()
-            finally:
-                self._done()
+            self._end(super().rollback)
 
         def close(self) -> None:
+            self._end(super().close)
+
+        def _end(self, finish) -> None:
             try:
-                super().close()
+                finish()
             finally:
                 self._done()
 
