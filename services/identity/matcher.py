@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlmodel import Session
 
 from socialzone_identity.matching import Match, MatchModel, ProfileFeatures
+from socialzone_identity.matching.blocking import name_blocking_key
 from socialzone_identity.models import BlockingKey, Customer, IdentifierLink
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ class Matcher:
     def blocking_keys(self, features: ProfileFeatures) -> set[str]:
         return {k[:200] for k in self.model.blocking_keys(features)}
 
-    def score(self, a: ProfileFeatures, b: ProfileFeatures) -> Match:
-        return self.model.score(a, b)
+    def score(self, a: ProfileFeatures, b: ProfileFeatures, *,
+              name_frequencies: dict[str, float] | None = None) -> Match:
+        return self.model.score(a, b, name_frequencies=name_frequencies)
 
     def reasons(self, match: Match) -> list[str]:
         return list(self.model.explain(match))
@@ -46,42 +48,6 @@ def load_matcher() -> Matcher | None:
     except Exception:  # a model that cannot load must not stop attribution
         log.exception("the match model could not be loaded; match suggestions from it are off")
         return None
-
-
-def identifiers_of(session: Session, customer_id: str) -> list[tuple[str, str]]:
-    return [(r.type, r.value) for r in session.execute(select(I.c.type, I.c.value).where(I.c.customer_id == customer_id))]
-
-
-def match_customer(session: Session, matcher: Matcher, customer: Customer, *, threshold: float,
-                   max_candidates: int, evidence_event_id: str | None = None) -> int:
-    """Refresh the customer's blocking keys and suggest the candidates that score above
-    ``threshold``. Returns how many suggestions were made or refreshed."""
-    from socialzone_identity import suggestions
-
-    features = matcher.features(customer, identifiers_of(session, customer.id))
-    keys = matcher.blocking_keys(features)
-    session.execute(delete(BlockingKey.__table__).where(BlockingKey.customer_id == customer.id))
-    if keys:
-        session.execute(insert(BlockingKey.__table__), [{"key": k, "customer_id": customer.id} for k in keys])
-    if not keys:
-        return 0
-    # The candidates that share the most blocking keys first, so the cap drops the weakest.
-    candidates = session.execute(
-        select(BlockingKey.customer_id).where(BlockingKey.key.in_(keys), BlockingKey.customer_id != customer.id)
-        .group_by(BlockingKey.customer_id).order_by(func.count().desc()).limit(max_candidates)).scalars().all()
-    made = 0
-    for other_id in candidates:
-        other = session.get(Customer, other_id)
-        if other is None or other.status != "active":
-            continue
-        match = matcher.score(features, matcher.features(other, identifiers_of(session, other_id)))
-        if match.probability >= threshold:
-            made += suggestions.suggest(session, customer.id, other_id, rule="match_model",
-                                        probability=float(match.probability),
-                                        weight=float(match.weight),
-                                        features={**match.to_dict(), "reasons": matcher.reasons(match)},
-                                        evidence_event_id=evidence_event_id)
-    return made
 
 
 def match_pending(session: Session, matcher: Matcher, *, threshold: float, max_candidates: int,
@@ -117,6 +83,7 @@ def match_pending(session: Session, matcher: Matcher, *, threshold: float, max_c
         for key, customer_id in session.execute(select(BlockingKey.key, BlockingKey.customer_id).where(
                 BlockingKey.key.in_(every_key[i:i + 500]))):
             blocks.setdefault(key, set()).add(customer_id)
+    frequencies = _name_frequencies(session, matcher, features, blocks)
     for cid, ks in keys.items():
         for key in ks:
             blocks.setdefault(key, set()).add(cid)
@@ -149,7 +116,7 @@ def match_pending(session: Session, matcher: Matcher, *, threshold: float, max_c
             theirs = features.get(other)
             if theirs is None:
                 theirs = features[other] = matcher.features(_Profile(profiles[other]), other_identifiers.get(other, []))
-            match = matcher.score(features[cid], theirs)
+            match = matcher.score(features[cid], theirs, name_frequencies=frequencies)
             if match.probability >= threshold:
                 matches.append((cid, other, match))
 
@@ -173,6 +140,39 @@ def match_pending(session: Session, matcher: Matcher, *, threshold: float, max_c
         session.execute(update(C).where(C.c.id == customer_id, C.c.updated_at == r.updated_at)
                         .values(needs_match=False))
     return len(rows)
+
+
+def _name_frequencies(session: Session, matcher: Matcher, features: dict[str, ProfileFeatures],
+                      indexed: dict[str, set[str]]) -> dict[str, float]:
+    """How common each pending profile's full name is among the customers with a name.
+
+    Two sources, so that a burst of new namesakes is counted before its first pass: the
+    customers already indexed (their ``fn`` blocks in ``indexed``, as read from the table,
+    and one indexed count of everyone with an ``fn`` key) and every customer still waiting
+    for the matcher, by display name (one grouped query). A pending customer indexed
+    before its profile changed counts twice: an estimate, off by the few that changed."""
+    names = {f.normalized.name_key: name_blocking_key(f.normalized) for f in features.values() if f.normalized.name_key}
+    if not names:
+        return {}
+    K, C = BlockingKey.__table__, Customer.__table__
+    # The fn keys as an index range. The bound is "fo", not "fn;": a linguistic collation
+    # (en_US on PostgreSQL) ignores the colon, and no other kind starts with the letters "fn".
+    named = (K.c.key >= "fn:") & (K.c.key < "fo")
+    population = session.execute(select(func.count()).where(named)).scalar_one()
+    pass_ids = list(features)
+    for i in range(0, len(pass_ids), 500):  # this pass's profiles are counted as pending below
+        population -= session.execute(select(func.count()).where(named, K.c.customer_id.in_(pass_ids[i:i + 500]))).scalar_one()
+    waiting: dict[str, int] = {}
+    for display, n in session.execute(select(C.c.display_name, func.count()).where(
+            C.c.needs_match.is_(True), C.c.status == "active", C.c.display_name.is_not(None)).group_by(C.c.display_name)):
+        name = ProfileFeatures(display_name=display).normalized.name_key
+        if name:
+            waiting[name] = waiting.get(name, 0) + n
+    for name, n in waiting.items():
+        population += n
+    pass_set = set(pass_ids)
+    counts = {name: len(indexed.get(key, set()) - pass_set) + waiting.get(name, 0) for name, key in names.items()}
+    return matcher.model.name_frequencies(counts, population)
 
 
 class _Profile:

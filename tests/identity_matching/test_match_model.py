@@ -185,3 +185,50 @@ def test_shipped_parameters_cover_every_level_with_probabilities_that_sum_to_one
         assert sum(v["m"] for v in levels.values()) == pytest.approx(1, abs=1e-3), comparison.name
         assert sum(v["u"] for v in levels.values()) == pytest.approx(1, abs=1e-3), comparison.name
         assert all(0 < v["m"] <= 1 and 0 < v["u"] <= 1 for v in levels.values())
+
+
+# --- name frequency -------------------------------------------------------------------------------
+
+ANA = ProfileFeatures(display_name="Ana Silva")
+ANA_CARD = ProfileFeatures(given_name="Ana", surname="Silva")
+
+
+def test_a_common_name_alone_is_no_suggestion_and_a_rare_one_still_is():
+    common = MODEL.name_frequencies({"ana silva": 400}, 100_000)  # 1 in 250 (276 once smoothed)
+    rare = MODEL.name_frequencies({"ana silva": 2}, 100_000)  # only the pair itself
+    for a, b in [(ANA, ANA), (ANA, ProfileFeatures(display_name="silva ana")), (ANA, ANA_CARD)]:
+        plain = MODEL.score(a, b)
+        assert MODEL.is_suggestion(plain)
+        assert MODEL.score(a, b, name_frequencies=rare) == plain
+        cut = MODEL.score(a, b, name_frequencies=common)
+        assert not MODEL.is_suggestion(cut)
+        assert cut.features["name_frequency"].weight < 0
+        assert cut.weight == pytest.approx(math.log2(0.55 / common["ana silva"]), abs=1e-3)
+        assert MODEL.score(b, a, name_frequencies=common) == cut
+
+
+def test_a_common_name_keeps_the_weight_of_what_else_agrees():
+    a = ProfileFeatures(given_name="Ana", surname="Silva", birth_date=date(1990, 1, 2), city="Lisbon")
+    common = MODEL.name_frequencies({"ana silva": 400}, 100_000)
+    match = MODEL.score(a, a, name_frequencies=common)
+    assert MODEL.is_suggestion(match)  # same birth date and city: still the same person
+    assert any("common name: about 1 in 276 customers has it" in r for r in MODEL.explain(match))
+
+
+def test_name_frequency_needs_the_same_name_of_two_words():
+    common = {"ana silva": 0.01, "ana": 0.01}
+    other = ProfileFeatures(display_name="Ana Silveira")
+    assert "name_frequency" not in MODEL.score(ANA, other, name_frequencies=common).features
+    single = ProfileFeatures(display_name="Ana")
+    assert single.normalized.name_key == ""
+    assert MODEL.score(single, single, name_frequencies=common) == MODEL.score(single, single)
+    assert "fn" not in {kind for kind, _ in __import__("socialzone_identity.matching.blocking", fromlist=["raw_keys"]
+                                                        ).raw_keys(single.normalized)}
+
+
+def test_a_few_namesakes_in_a_small_population_barely_move_the_name_frequency():
+    small = MODEL.name_frequencies({"ana silva": 3}, 10)["ana silva"]  # 3 of 10 customers
+    assert small < 2e-4
+    assert MODEL.is_suggestion(MODEL.score(ANA, ANA, name_frequencies={"ana silva": small}))
+    assert MODEL.name_frequencies({"ana silva": 40}, 4_000)["ana silva"] > 2e-3
+    assert MODEL.without("full_name").name_frequencies({"ana silva": 400}, 1_000) == {}

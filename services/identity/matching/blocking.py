@@ -17,6 +17,9 @@ Kinds (see README for the recall each one buys):
         (street keys are made for each comma-separated part of the street line)
 ``db``  full birth date;   ``ys`` birth year + soundex of the surname
 ``h``   handle;  ``e`` e-mail;  ``p`` phone;  ``id`` national id;  ``av`` avatar URL
+``fn``  the full name, order-free (two words or more): its block is everyone with that name,
+        so its size is how common the name is (``MatchModel.name_frequency``); its
+        members all share an ``nm`` key too, so it adds practically no candidates
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def raw_keys(n: Normalized) -> set[tuple[str, str]]:
         first, last = n.first_token, n.last_token
     if first and last:
         keys.add(("nm", "|".join(sorted((_soundex(first), _soundex(last))))))
+    if n.name_key:
+        keys.add(("fn", n.name_key))
     if n.birth_date is not None:
         keys.add(("db", n.birth_date.isoformat()))
         if last:
@@ -72,6 +77,11 @@ def raw_keys(n: Normalized) -> set[tuple[str, str]]:
     if n.avatar:
         keys.add(("av", n.avatar))
     return keys
+
+
+def name_blocking_key(n: Normalized) -> str | None:
+    """The ``fn`` key of the profile's name, or None if it has no name of two words."""
+    return _key("fn", n.name_key) if n.name_key else None
 
 
 def blocking_keys(n: Normalized) -> set[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,13 @@ def _timed(run: Callable[[], dict[str, Any]], repeat: int) -> dict[str, Any]:
     return result
 
 
+def name_frequencies(model: MatchModel, profiles: list) -> dict[str, float]:
+    """How common each full name is among the records, as identity counts it among its
+    customers (``matcher.match_pending``)."""
+    counts = Counter(p.normalized.name_key for p in profiles if p.normalized.name_key)
+    return model.name_frequencies(counts, sum(counts.values()))
+
+
 def run_model(items: list[dict[str, Any]], groups: list[int], truth: set[frozenset[str]], model: MatchModel,
               *, link_only: bool = False, repeat: int = 1) -> dict[str, Any]:
     """Score the records the way identity does: keys, candidates sharing a key, ``score``."""
@@ -88,8 +96,9 @@ def _run_model(items: list[dict[str, Any]], groups: list[int], truth: set[frozen
     rec_ids = [item["external_id"] for item in items]
     predicted: set[frozenset[str]] = set()
     threshold = model.threshold
+    frequencies = name_frequencies(model, profiles)
     for i, j in pairs:
-        if model.score(profiles[i], profiles[j]).probability >= threshold:
+        if model.score(profiles[i], profiles[j], name_frequencies=frequencies).probability >= threshold:
             predicted.add(frozenset((rec_ids[i], rec_ids[j])))
     found = {frozenset((rec_ids[i], rec_ids[j])) for i, j in pairs}
     return {**_quality(predicted, truth), "candidate_pairs": len(pairs),
@@ -100,7 +109,9 @@ def best_in_hindsight(items: list[dict[str, Any]], truth: set[frozenset[str]], m
     """This model's F1 at its best threshold of the Splink grid, labels used (as Splink's is)."""
     profiles = [febrl.profile_from_item(item) for item in items]
     rec_ids = [item["external_id"] for item in items]
-    scored = [(frozenset((rec_ids[i], rec_ids[j])), model.score(profiles[i], profiles[j]).probability)
+    frequencies = name_frequencies(model, profiles)
+    scored = [(frozenset((rec_ids[i], rec_ids[j])),
+               model.score(profiles[i], profiles[j], name_frequencies=frequencies).probability)
               for i, j in candidate_pairs([model.blocking_keys(p) for p in profiles])]
     best: dict[str, Any] = {"f1": -1.0}
     for threshold in SPLINK_THRESHOLDS + (0.9995, 0.9999, 0.99999):

@@ -20,7 +20,7 @@ SSN_TYPES = frozenset({"ssn", "national_id", "soc_sec_id"})
 class Normalized:
     """The compared forms of one profile, computed once when the profile is built."""
 
-    __slots__ = ("given", "given_groups", "surname", "full", "structured", "first_token", "last_token",
+    __slots__ = ("given", "given_groups", "surname", "full", "name_key", "structured", "first_token", "last_token",
                  "birth_date", "street_number", "street", "street_parts", "city", "postcode", "region", "country",
                  "location", "handles", "avatar", "emails", "phones", "ssn")
 
@@ -35,6 +35,9 @@ class Normalized:
         else:
             tokens = list(nz.name_tokens(p.display_name))
         self.full = " ".join(tokens)
+        # The name as a set of words, for its frequency among customers: two or more words
+        # (a bare "Ana" is no name to count), order-free ("Silva Ana" is "Ana Silva").
+        self.name_key = " ".join(sorted(self.full.split())) if len(self.full.split()) > 1 else ""
         self.first_token = tokens[0] if tokens else ""
         self.last_token = tokens[-1] if len(tokens) > 1 else ""
         self.birth_date = p.birth_date

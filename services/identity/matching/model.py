@@ -10,6 +10,14 @@ and its probability the posterior::
 
 ``prior`` is the probability that a *candidate* pair (one sharing a blocking key) is a
 match. Parameters live in ``data/match_model.json``; ``training.py`` reproduces them.
+
+Name frequency: the name levels' ``u`` is an average over all names, which overstates a
+common name ("Ana Silva" shared by hundreds of customers). When two profiles show the same
+full name and the caller knows how often that name occurs among the other customers
+(:meth:`MatchModel.name_frequency`), the names together weigh at most
+``log2(m / frequency)``, with ``m`` of ``full_name`` exact (how often one person shows the
+same name twice): a rare name keeps its weight, a common one loses the excess (Splink's
+term-frequency adjustment, applied downwards only).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from socialzone_identity.matching import blocking
@@ -28,6 +37,10 @@ from socialzone_identity.matching.features import ProfileFeatures
 
 PARAMETERS_FILE = "match_model.json"
 _MIN_PROB = 1e-9
+NAME_COMPARISONS = frozenset({"given_name", "surname", "full_name"})
+NAME_FREQUENCY_PSEUDO_CUSTOMERS = 10_000
+"""How many customers' worth of the model's own name rate a name frequency is smoothed with:
+a handful of namesakes in a new, small population moves it little."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,7 @@ class MatchModel:
         self.threshold: float = float(parameters["threshold"])
         """Probability from which a candidate pair becomes a match suggestion."""
         self._prior_weight = math.log2(self.prior / (1 - self.prior))
-        table: list[tuple[Comparison, tuple[str, ...], tuple[float, ...], tuple[FeatureComparison, ...]]] = []
+        table: list[tuple[Comparison, tuple[str, ...], tuple[float, ...], tuple[FeatureComparison, ...], bool]] = []
         for comparison in COMPARISONS:
             spec = parameters["comparisons"].get(comparison.name)
             if spec is None:
@@ -73,8 +86,12 @@ class MatchModel:
             levels = spec["levels"]
             weights = tuple(_weight(levels[lv]["m"], levels[lv]["u"]) for lv in comparison.levels)
             table.append((comparison, comparison.levels, weights,
-                          tuple(FeatureComparison(lv, round(w, 3)) for lv, w in zip(comparison.levels, weights))))
+                          tuple(FeatureComparison(lv, round(w, 3)) for lv, w in zip(comparison.levels, weights)),
+                          comparison.name in NAME_COMPARISONS))
         self._table = tuple(table)
+        full_name = parameters["comparisons"].get("full_name")
+        exact = full_name["levels"]["exact"] if full_name else None
+        self._name_m, self._name_u = (float(exact["m"]), float(exact["u"])) if exact else (None, None)
 
     # --- construction -----------------------------------------------------------------------
 
@@ -107,27 +124,62 @@ class MatchModel:
         odds = 2.0 ** total
         return odds / (1.0 + odds)
 
-    def score(self, a: ProfileFeatures, b: ProfileFeatures) -> Match:
-        """Compare two profiles. Symmetric: ``score(a, b) == score(b, a)``."""
+    def name_frequency(self, others_with_name: int, others: int) -> float | None:
+        """The share of *other* customers (``others`` of them) showing a name that
+        ``others_with_name`` of them show, smoothed toward the model's own rate with
+        ``NAME_FREQUENCY_PSEUDO_CUSTOMERS``; None if the model compares no full names."""
+        if self._name_u is None:
+            return None
+        pseudo = NAME_FREQUENCY_PSEUDO_CUSTOMERS
+        return (max(0, others_with_name) + pseudo * self._name_u) / (max(0, others) + pseudo)
+
+    def name_frequencies(self, counts: Mapping[str, int], population: int) -> dict[str, float]:
+        """``score``'s ``name_frequencies`` from how many profiles of ``population`` show each
+        name (by ``normalized.name_key``): a scored pair is two of them, the others count."""
+        if self._name_u is None:
+            return {}
+        return {name: self.name_frequency(n - 2, population - 2) for name, n in counts.items()}
+
+    def score(self, a: ProfileFeatures, b: ProfileFeatures, *,
+              name_frequencies: Mapping[str, float] | None = None) -> Match:
+        """Compare two profiles. Symmetric: ``score(a, b) == score(b, a)``.
+
+        ``name_frequencies``: :meth:`name_frequency` by ``normalized.name_key``; when both
+        show the same name and its frequency is known, the name weighs at most
+        ``log2(m / frequency)`` (the cut shows as the ``name_frequency`` feature)."""
         na, nb = a.normalized, b.normalized
-        total = 0.0
+        total = names = 0.0
         features: dict[str, FeatureComparison] = {}
-        for comparison, _levels, weights, shown in self._table:
+        for comparison, _levels, weights, shown, is_name in self._table:
             level = comparison.compare(na, nb)
             if level != MISSING:
                 total += weights[level]
+                if is_name:
+                    names += weights[level]
                 features[comparison.name] = shown[level]
+        if name_frequencies:
+            cut = self._name_cut(na, nb, names, name_frequencies)
+            if cut is not None:
+                total += cut[0]
+                features["name_frequency"] = cut[1]
         return Match(self.probability_of(total), round(total, 6), features)
 
-    def weight(self, a: ProfileFeatures, b: ProfileFeatures) -> float:
-        """The pair's weight alone (no ``Match`` built): for bulk scoring."""
-        na, nb = a.normalized, b.normalized
-        total = 0.0
-        for comparison, _levels, weights, _shown in self._table:
-            level = comparison.compare(na, nb)
-            if level != MISSING:
-                total += weights[level]
-        return total
+    def _name_cut(self, na, nb, names: float, frequencies: Mapping[str, float]) -> tuple[float, FeatureComparison] | None:
+        key = na.name_key
+        if not key or key != nb.name_key or self._name_m is None:
+            return None
+        frequency = frequencies.get(key)
+        if not frequency:
+            return None
+        cut = math.log2(self._name_m / frequency) - names
+        if cut >= 0:
+            return None
+        return cut, FeatureComparison(f"1_in_{max(1, round(1 / frequency))}", round(cut, 3))
+
+    def weight(self, a: ProfileFeatures, b: ProfileFeatures, *,
+               name_frequencies: Mapping[str, float] | None = None) -> float:
+        """The pair's weight alone: for bulk scoring."""
+        return self.score(a, b, name_frequencies=name_frequencies).weight
 
     def levels(self, a: ProfileFeatures, b: ProfileFeatures) -> list[int]:
         """The level index of every comparison (``-1``: missing), in ``COMPARISONS`` order: for training."""
@@ -162,7 +214,7 @@ class MatchModel:
     def describe(self) -> list[dict[str, Any]]:
         """Every comparison level with m, u and weight: the model card."""
         rows = []
-        for comparison, levels, weights, _shown in self._table:
+        for comparison, levels, weights, _shown, _name in self._table:
             spec = self.parameters["comparisons"][comparison.name]["levels"]
             for level, w in zip(levels, weights):
                 rows.append({"comparison": comparison.name, "level": level, "m": spec[level]["m"],
@@ -175,11 +227,14 @@ _LABELS = {
     "ssn": "national id", "street_number": "house number", "street": "street", "city": "city",
     "postcode": "postcode", "region": "region", "country": "country", "location": "location",
     "handles": "handle", "avatar_url": "avatar", "emails": "e-mail", "phones": "phone number",
+    "name_frequency": "name",
 }
 
 
 def _phrase(name: str, level: str) -> str:
     label = _LABELS.get(name, name)
+    if name == "name_frequency":
+        return f"a common name: about 1 in {int(level.rsplit('_', 1)[-1]):,} customers has it"
     if level == "exact":
         return f"same {label}"
     if level == "else":
