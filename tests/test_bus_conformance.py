@@ -327,3 +327,27 @@ async def test_the_local_log_forgets_what_is_older_than_its_retention(tmp_path):
     assert removed == 20
     assert sorted(r.envelope.data["seq"] for r in records) == list(range(100, 120))
     assert max(o[0] for o in offsets) >= 20
+
+
+async def test_a_local_group_behind_on_one_topic_still_reads_its_other_topic(tmp_path):
+    """Each poll starts at the next partition: with a fixed order, a group whose first
+    partition always had more than a batch read nothing of the others until it caught up
+    (ingest's attribution consumer, behind on zone.customers, stopped reading zone.interactions)."""
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    try:
+        busy, quiet = "conformance.a-busy", "conformance.b-quiet"  # sorted: the busy one first
+        await bus.ensure_topics({busy: 1, quiet: 1})
+        await bus.publish([OutgoingMessage(busy, event("k", i)) for i in range(2000)])
+        await bus.publish([OutgoingMessage(quiet, event("q", i)) for i in range(5)])
+        consumer = bus.consumer(group="g-behind", topics=[busy, quiet])
+        await consumer.start()
+        seen = []
+        for _ in range(4):
+            records = await consumer.poll(max_records=100, timeout=0.5)
+            seen.extend(r.topic for r in records)
+            await consumer.commit(records)
+        await consumer.close()
+        assert seen.count(quiet) == 5 and seen.count(busy) >= 200
+    finally:
+        await bus.close()

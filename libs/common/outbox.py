@@ -18,6 +18,7 @@ from sqlalchemy import Column, Index, LargeBinary, delete, text, update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, col, select
 
+from socialzone_common import db
 from socialzone_common.bus import Bus, StructuredMessage
 from socialzone_common.catalog import Event, entry_for, make_envelope
 from socialzone_common.db import PlatformTable, UtcDateTime
@@ -98,8 +99,8 @@ def structured_row(event_type: str, *, source: str, subject: str, data: dict | b
 def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str, bytes]]) -> None:
     """The outbox insert itself, for events already serialized in structured mode:
     ``(event id, event type, topic, partition key, envelope bytes)`` rows, in the caller's
-    transaction, as one driver-level executemany of plain tuples (SQLAlchemy's per-row
-    parameter processing cost more than the insert). The creation time is converted
+    transaction, as driver-level multi-row inserts of plain tuples (``db.insert_rows``;
+    SQLAlchemy's per-row parameter processing cost more than the insert). The creation time is converted
     once, as the column type stores it."""
     if not rows:
         return
@@ -109,10 +110,9 @@ def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str
     created_at = now_utc()
     created_at = to_db(created_at) if to_db else created_at
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    connection.exec_driver_sql(
-        "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, attempts) "
-        f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
-        [(*row, created_at) for row in rows])
+    db.insert_rows(connection, "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
+                   "attempts) VALUES", f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
+                   [(*row, created_at) for row in rows])
     session.info[OUTBOX_PENDING_FLAG] = True
 
 

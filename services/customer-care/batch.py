@@ -16,7 +16,7 @@ the batch one event per transaction with the per-event handler: the reference).
   and ``routing`` work on them unchanged), in event order: two messages of one
   customer in one batch thread into one case as they would one after the other.
 - **Writes** at the end: new cases, changed columns of existing cases, messages, thread
-  keys and history as driver-level executemany of tuples (:class:`Writer`: each value
+  keys and history as driver-level multi-row statements of tuples (:class:`Writer`: each value
   through its column type's bind processor, as Core would); facts, agents' and queues'
   round-robin state with Core; the outbox events in order, written as the bytes
   ``to_structured(payload.to_envelope(...))`` would give (``outbox.structured_row``,
@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import DateTime, bindparam, func, insert, select, update
 from sqlmodel import Session
 
-from socialzone_common import outbox, telemetry
+from socialzone_common import db, outbox, telemetry
 from socialzone_common.envelope import now_utc
 from socialzone_common.events.care import CaseAssigned, CaseOpened
 from socialzone_common.events.common import Interaction
@@ -85,7 +85,7 @@ def assigned_data(case, *, assignee_id: str, kind: str, previous: str | None, ru
 # --- writes at driver level ---------------------------------------------------------------------
 
 class Writer:
-    """Driver-level executemany of plain tuples on the session's connection: SQLAlchemy's
+    """Driver-level multi-row statements of plain tuples on the session's connection: SQLAlchemy's
     statement handling and per-row parameter processing cost more than the writes. Each
     value goes through its column type's bind processor for the dialect, as a Core
     statement would do (JSON through the engine's serializer; SQLite's text datetimes,
@@ -135,17 +135,24 @@ class Writer:
         return out
 
     def insert(self, table, columns, rows, *, suffix: str = "") -> None:
+        """Multi-row statements (``db.insert_rows``); ``suffix`` (an ``ON CONFLICT``) ends each."""
         quote = self.quote
-        self.conn.exec_driver_sql(
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join(self.mark for _ in columns)}){suffix}", self._rows(table, columns, rows))
+        db.insert_rows(self.conn, f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES",
+                       f"({', '.join(self.mark for _ in columns)})", self._rows(table, columns, rows), suffix)
 
     def update(self, table, columns, key: str, rows) -> None:
-        """``UPDATE table SET columns WHERE key = ?``: each row is the values, then the key."""
-        quote, mark = self.quote, self.mark
-        self.conn.exec_driver_sql(
-            f"UPDATE {quote(table.name)} SET {', '.join(f'{quote(c)} = {mark}' for c in columns)} "
-            f"WHERE {quote(key)} = {mark}", self._rows(table, (*columns, key), rows))
+        """``UPDATE table SET columns WHERE key = ...`` for each row (the values, then the key),
+        as ``db.update_rows`` statements. PostgreSQL types a VALUES list by its values, so
+        each is cast to its column's type there."""
+        quote = self.quote
+        names = (key, *columns)
+        if self.dialect.name == "postgresql":
+            row = ", ".join(f"CAST({self.mark} AS {table.c[c].type.compile(self.dialect)})" for c in names)
+        else:
+            row = ", ".join(self.mark for _ in names)
+        assignments = ", ".join(f"{quote(c)} = v.column{n}" for n, c in enumerate(columns, start=2))
+        db.update_rows(self.conn, quote(table.name), assignments, quote(key), f"({row})",
+                       [(r[-1], *r[:-1]) for r in self._rows(table, (*columns, key), rows)])
 
 
 # --- configuration, read once per batch ----------------------------------------------------------

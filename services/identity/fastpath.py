@@ -35,7 +35,7 @@ import orjson
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
-from socialzone_common import telemetry
+from socialzone_common import db, telemetry
 from socialzone_common.envelope import Envelope, new_event_id, now_utc
 from socialzone_common.events.ingest import InteractionRecorded
 from socialzone_common.outbox import enqueue_structured, structured_row
@@ -131,16 +131,19 @@ class Sql:
             " FOR UPDATE" if pg else "")  # PostgreSQL: locked until the batch commits (see resolution.py)
         self.suppressed = "SELECT hash FROM suppressions WHERE hash IN ({})"
         self.true, self.false = (True, False) if pg else (1, 0)
-        self.timeline = (f"INSERT INTO timeline ({', '.join(_TIMELINE_COLUMNS)}) "
-                         f"VALUES ({marks(_TIMELINE_COLUMNS, ('event',))})")
-        self.customers = (f"INSERT INTO customers ({', '.join(_CUSTOMER_COLUMNS)}) "
-                          f"VALUES ({marks(_CUSTOMER_COLUMNS, ('profile',))})")
+        # (head, one row) for db.insert_rows: multi-row statements
+        self.timeline = (f"INSERT INTO timeline ({', '.join(_TIMELINE_COLUMNS)}) VALUES",
+                         f"({marks(_TIMELINE_COLUMNS, ('event',))})")
+        self.customers = (f"INSERT INTO customers ({', '.join(_CUSTOMER_COLUMNS)}) VALUES",
+                          f"({marks(_CUSTOMER_COLUMNS, ('profile',))})")
         self.identifier_row = f"({marks(_IDENTIFIER_COLUMNS)})"
         self.identifiers = f"INSERT INTO identifiers ({', '.join(_IDENTIFIER_COLUMNS)}) VALUES "
         self.anchor = f"UPDATE identifiers SET anchor_id = {mark} WHERE id = {mark}"
-        # never clears needs_match: a profile not yet scored stays pending (matcher.match_pending)
-        self.profile = (f"UPDATE customers SET profile = {json_mark}, display_name = {mark}, search_text = {mark}, "
-                        f"updated_at = {mark}, needs_match = (needs_match OR {mark}) WHERE id = {mark}")
+        # db.update_rows of (id, profile, display name, search text, updated at, rematch); never
+        # clears needs_match: a profile not yet scored stays pending (matcher.match_pending)
+        self.profile = ("profile = v.column2, display_name = v.column3, search_text = v.column4, "
+                        "updated_at = v.column5, needs_match = (customers.needs_match OR v.column6)",
+                        f"({mark}, {json_mark}, {mark}, {mark}, {mark}, {mark})")
 
     def time(self, value: datetime):
         """A UTC time as SQLAlchemy's DateTime stores it on SQLite; as is for psycopg."""
@@ -467,13 +470,13 @@ class BatchResolver:
                 rows.append((cust.id, "active", None, sql.time(cust.created_at), stamp, "interaction",
                              display_name(profile) if profile else None, search_text(profile) if profile else None,
                              orjson.dumps(profile).decode() if profile else None, sql.true))
-            conn.exec_driver_sql(sql.customers, rows)
+            db.insert_rows(conn, *sql.customers, rows)
         if batch.new_idents:
             self._insert_identifiers(conn, sql, batch)
         if batch.dirty:
-            conn.exec_driver_sql(sql.profile, [
-                (orjson.dumps(c.profile).decode(), display_name(c.profile), search_text(c.profile), stamp,
-                 sql.true if c.rematch else sql.false, c.id) for c in batch.dirty.values()])
+            db.update_rows(conn, "customers", sql.profile[0], "id", sql.profile[1], [
+                (c.id, orjson.dumps(c.profile).decode(), display_name(c.profile), search_text(c.profile), stamp,
+                 sql.true if c.rematch else sql.false) for c in batch.dirty.values()])
             for c in batch.dirty.values():
                 c.rematch = False
         if batch.timeline_rows:
@@ -482,7 +485,7 @@ class BatchResolver:
             for via, row in batch.timeline_rows:
                 ident = idents.get(via) if via is not None else None
                 rows.append((row[0], row[1], ident.id if ident is not None else None) + row[2:])
-            conn.exec_driver_sql(sql.timeline, rows)
+            db.insert_rows(conn, *sql.timeline, rows)
         enqueue_structured(session, batch.outbox_rows)
         for cust in batch.new_customers:  # they now exist in the database like any other
             cust.new = False

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select
 from sqlmodel import Session
 
+from socialzone_common import db
 from socialzone_common.envelope import Envelope
 from socialzone_common.errors import Unprocessable
 from socialzone_common.pagination import decode_cursor, encode_cursor
@@ -111,8 +112,9 @@ def interaction_row(*, customer_id: str, origin: str, via: int | None, envelope_
 
 
 def add_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(T), rows)
+    """Multi-row ``INSERT ... VALUES`` statements, not an executemany (see ``db.insert_rows``)."""
+    for start in range(0, len(rows), db.ROWS_PER_STATEMENT):
+        session.execute(insert(T).values(rows[start:start + db.ROWS_PER_STATEMENT]))
 
 
 def event_row(envelope: Envelope, *, customer_id: str, origin: str | None = None,

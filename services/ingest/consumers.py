@@ -14,10 +14,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, update
 from sqlmodel import Session, col, select
 
-from socialzone_common import outbox
+from socialzone_common import db, outbox
 from socialzone_common.catalog import parse_payload
 from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.events.identity import CustomerMerged, InteractionAttributed
@@ -43,32 +42,32 @@ def on_attribution(session: Session, envelope: Envelope) -> None:
         domain.rekey_customer(session, merged_id=payload.merged_id, survivor_id=payload.survivor_id)
 
 
-_ATTRIBUTE = (update(InteractionRow.__table__).where(InteractionRow.__table__.c.id == bindparam("interaction"))
-              .values(customer_id=bindparam("customer")))
-"""What :func:`domain.attribute` does, as one executemany for a batch."""
 
 
 def on_attributions(session: Session, envelopes: list[Envelope]) -> None:
     """A polled batch of attributions in one transaction (the platform falls back to
-    :func:`on_attribution` one event at a time if this raises): one executemany for the
-    attributions between two merges, one query for erased customers. Every interaction
+    :func:`on_attribution` one event at a time if this raises): one ``UPDATE ... FROM
+    (VALUES ...)`` for the attributions between two merges, one query for erased customers. Every interaction
     passes here, so the catalog's field names are read from the decoded data directly
     (a malformed event raises, and the one-at-a-time path validates and dead-letters it)."""
-    pending: list[dict] = []
+    pending: list[tuple[str, str]] = []  # (interaction id, customer id)
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
 
     def flush() -> None:
         if pending:
-            session.connection().execute(_ATTRIBUTE, pending)
+            # What domain.attribute does, for the whole run of attributions at once
+            db.update_rows(connection, InteractionRow.__tablename__, "customer_id = v.column2", "id",
+                           f"({mark}, {mark})", pending)
             erased = session.exec(select(ErasedCustomer.customer_id).where(
-                col(ErasedCustomer.customer_id).in_({p["customer"] for p in pending}))).all()
+                col(ErasedCustomer.customer_id).in_({customer for _, customer in pending}))).all()
             if erased:
                 domain.erase_customers(session, customer_ids=list(erased))
             pending.clear()
 
     for envelope in envelopes:
         if envelope.type == "identity.interaction.attributed":
-            pending.append({"interaction": envelope.data["interaction"]["interaction_id"],
-                            "customer": envelope.data["customer_id"]})
+            pending.append((envelope.data["interaction"]["interaction_id"], envelope.data["customer_id"]))
         elif envelope.type == "identity.customer.merged":
             flush()  # in order: an attribution to the merged customer is re-keyed below
             on_attribution(session, envelope)

@@ -230,10 +230,22 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
     documents = [_document(p, enrichment=enrichment, recorded_at=recorded_at)
                  for p, enrichment in zip(fresh, enrichments)]
 
+    # The events are built before the first write: on SQLite that write takes the database's
+    # one writer turn until the commit, and Python work while holding it (in the all-in-one
+    # process, waiting for the interpreter lock among busy threads) keeps every other writer
+    # of ingest's database waiting. The rows of items a concurrent request recorded first
+    # are dropped below.
+    event_time = recorded_at.astimezone(timezone.utc)
+    traceparent = telemetry.current_traceparent()
+    events = [outbox.structured_row(InteractionRecorded.event_type, source=EVENT_SOURCE, subject=p.author_key,
+                                    # the document's bytes are the event's data as they are (no model, no second dump)
+                                    data=b'{"interaction":' + document + b"}", time=event_time,
+                                    traceparent=traceparent)
+              for p, document in zip(fresh, documents)]
+    rows = [_row(p, document, recorded_at) for p, document in zip(fresh, documents)]
     inserted: set[str] = set()
     for i in range(0, len(fresh), _CHUNK):
-        rows = [_row(p, document, recorded_at) for p, document in zip(fresh[i:i + _CHUNK], documents[i:i + _CHUNK])]
-        inserted.update(_insert_interactions(session, rows))
+        inserted.update(_insert_interactions(session, rows[i:i + _CHUNK]))
 
     aliases = [{"source": p.candidate.item.source, "external_id": alias, "interaction_id": p.interaction_id}
                for p in [*prepared, *repeats] for alias in p.candidate.aliases if alias != p.external_id]
@@ -242,16 +254,9 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
 
     out = Outcome()
     # not inserted: a concurrent request recorded it first (and enqueued its event)
-    recorded = [(p, document) for p, document in zip(fresh, documents) if p.interaction_id in inserted]
+    recorded = [(p, event) for p, event in zip(fresh, events) if p.interaction_id in inserted]
     if recorded:
-        event_time = recorded_at.astimezone(timezone.utc)
-        traceparent = telemetry.current_traceparent()
-        outbox.enqueue_structured(session, [
-            # the document's bytes are the event's data as they are (no model, no second dump)
-            outbox.structured_row(InteractionRecorded.event_type, source=EVENT_SOURCE, subject=p.author_key,
-                                  data=b'{"interaction":' + document + b"}", time=event_time,
-                                  traceparent=traceparent)
-            for p, document in recorded])
+        outbox.enqueue_structured(session, [event for _, event in recorded])
         out.recorded = [p.interaction_id for p, _ in recorded]
     kept = {p.interaction_id for p in prepared}
     for p in [*prepared, *repeats]:

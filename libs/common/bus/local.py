@@ -32,6 +32,7 @@ from socialzone_common.bus import (
     TYPE_HEADER, Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
 )
 from socialzone_common.catalog import topic_partitions
+from socialzone_common.db import multirow_statements
 from socialzone_common.envelope import Headers, from_structured, to_structured
 from socialzone_common.settings import LocalBusSettings
 
@@ -132,8 +133,10 @@ class _Log:
                         heads[tp] = row[0] if row else 0
                     inserts.append((topic, partition, heads[tp], key, headers, value, now))
                     heads[tp] += 1
-                db.executemany("INSERT INTO log (topic, partition, offset, key, headers, value, appended_at) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)", inserts)
+                for statement, parameters in multirow_statements(
+                        "INSERT INTO log (topic, partition, offset, key, headers, value, appended_at) VALUES",
+                        "(?, ?, ?, ?, ?, ?, ?)", inserts):  # one step per statement (see db.py)
+                    db.execute(statement, parameters)
                 db.executemany(
                     "INSERT INTO heads VALUES (?, ?, ?) ON CONFLICT (topic, partition) "
                     "DO UPDATE SET next_offset=excluded.next_offset",
@@ -144,6 +147,7 @@ class _Log:
                 raise
 
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[tuple]:
+        """Stored rows as they are (offset, key, headers, value): for tests and tools."""
         with self._read_lock:
             return self._reader.execute(
                 "SELECT offset, key, headers, value FROM log WHERE topic=? AND partition=? AND offset>=? "
@@ -167,7 +171,7 @@ class _Log:
                                f"({','.join('?' * len(topics))})", topics).fetchall()
             news = {(t, p) for t, p, head in heads if (t, p) in positions and head > positions[(t, p)]}
             out: list[tuple[str, int, tuple]] = []
-            for tp in positions:  # in assignment order, as before
+            for tp in positions:  # in the order given (the consumer rotates it)
                 budget = limit - len(out)
                 if budget <= 0:
                     break
@@ -396,6 +400,7 @@ class LocalConsumer(Consumer):
         self._generation = -1
         self._last_heartbeat = 0.0
         self._closed = False
+        self._turn = 0  # the partition the next poll starts at
 
     async def start(self) -> None:
         await self._rebalance(force=True)
@@ -453,7 +458,15 @@ class LocalConsumer(Consumer):
             await self.bus.wait_for_append(min(remaining, self.IDLE_RECHECK_S))
 
     def _read(self, max_records: int) -> list[Record] | None:
-        rows = self.bus.store.read_new(self.group, self._generation, self._positions, max_records)
+        # Each poll starts at the next partition: a first partition that always has more
+        # than a batch must not keep the others waiting (a group that fell behind on one
+        # topic read nothing of its second one until it caught up).
+        order = list(self._positions)
+        if order:
+            self._turn = (self._turn + 1) % len(order)
+            order = order[self._turn:] + order[:self._turn]
+        rows = self.bus.store.read_new(self.group, self._generation, {tp: self._positions[tp] for tp in order},
+                                       max_records)
         if rows is None:
             return None
         records: list[Record] = []

@@ -1,0 +1,53 @@
+"""Many rows in few statements (db.insert_rows / update_rows): every row lands, in chunks
+that stay under the drivers' parameter limits, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from socialzone_common import db
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def connection(request, tmp_path):
+    if request.param == "sqlite":
+        engine = db.create_db_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    else:
+        engine = create_engine(request.getfixturevalue("pg_url"))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS multirow_t"))
+        conn.execute(text("CREATE TABLE multirow_t (id VARCHAR(20) PRIMARY KEY, n INTEGER, note VARCHAR(50))"))
+    with engine.connect() as conn:
+        yield conn
+        conn.rollback()
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE multirow_t"))
+    engine.dispose()
+
+
+def mark(conn) -> str:
+    return "?" if conn.dialect.paramstyle == "qmark" else "%s"
+
+
+def test_rows_go_in_statements_of_at_most_the_chunk_and_under_the_parameter_limit():
+    statements = list(db.multirow_statements("INSERT INTO t (a, b) VALUES", "(?, ?)", [(i, i) for i in range(1234)]))
+    assert [len(p) // 2 for _s, p in statements] == [500, 500, 234]
+    assert statements[0][0].count("(?, ?)") == 500 and statements[0][1][:4] == (0, 0, 1, 1)
+    wide = list(db.multirow_statements("INSERT INTO t VALUES", "(" + ", ".join("?" * 100) + ")", [tuple(range(100))] * 700))
+    assert all(len(p) <= 30_000 for _s, p in wide) and sum(len(p) for _s, p in wide) == 70_000
+    assert list(db.multirow_statements("INSERT INTO t VALUES", "(?)", [])) == []
+
+
+def test_insert_then_update_many_rows(connection):
+    m = mark(connection)
+    db.insert_rows(connection, "INSERT INTO multirow_t (id, n, note) VALUES", f"({m}, {m}, {m})",
+                   [(f"r{i}", i, None) for i in range(1203)])
+    db.update_rows(connection, "multirow_t", "n = v.column2, note = v.column3", "id",
+                   f"({m}, CAST({m} AS INTEGER), {m})", [(f"r{i}", -i, f"changed {i}") for i in range(0, 1203, 2)])
+    rows = connection.execute(text("SELECT id, n, note FROM multirow_t")).all()
+    assert len(rows) == 1203
+    by_id = {r.id: r for r in rows}
+    assert by_id["r0"].n == 0 and by_id["r0"].note == "changed 0"
+    assert by_id["r1202"].n == -1202 and by_id["r1202"].note == "changed 1202"
+    assert by_id["r1201"].n == 1201 and by_id["r1201"].note is None  # not in the update
