@@ -51,3 +51,27 @@ def test_insert_then_update_many_rows(connection):
     assert by_id["r0"].n == 0 and by_id["r0"].note == "changed 0"
     assert by_id["r1202"].n == -1202 and by_id["r1202"].note == "changed 1202"
     assert by_id["r1201"].n == 1201 and by_id["r1201"].note is None  # not in the update
+
+
+def test_mappings_go_through_their_columns_types_as_a_core_insert_would(connection):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, Numeric, String, Table, select
+
+    table = Table("multirow_typed", MetaData(), Column("id", Integer, primary_key=True), Column("name", String(20)),
+                  Column("at", db.UtcDateTime), Column("amount", Numeric(18, 4)), Column("flag", Boolean),
+                  Column("doc", JSON))
+    table.create(connection)
+    at = datetime(2026, 12, 1, 8, 30, 15, 123456, tzinfo=timezone.utc)
+    rows = [{"id": i, "name": f"n{i}", "at": at, "amount": Decimal("19.99") * i, "flag": i % 2 == 0,
+             "doc": {"i": i, "tags": ["a", "é"]} if i % 3 else None} for i in range(700)]
+    db.insert_mappings(connection, table, rows)
+    back = {r.id: r for r in connection.execute(select(table))}
+    assert len(back) == 700
+    for row in (rows[0], rows[1], rows[699]):
+        got = back[row["id"]]
+        assert (got.name, got.flag, got.doc) == (row["name"], row["flag"], row["doc"])
+        assert Decimal(got.amount) == row["amount"]
+        assert got.at.replace(tzinfo=timezone.utc) == at
+    table.drop(connection)

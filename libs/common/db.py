@@ -8,7 +8,7 @@ import re
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import registry, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
@@ -190,6 +190,36 @@ def insert_rows(connection, head: str, row: str, rows: Sequence[Sequence[Any]], 
     """:func:`multirow_statements` run on a SQLAlchemy connection."""
     for statement, parameters in multirow_statements(head, row, rows, tail):
         connection.exec_driver_sql(statement, parameters)
+
+
+def insert_mappings(connection, table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of a Core ``table`` given as dicts (all with the keys of the first), each value
+    through its column type's bind processor for the dialect as a Core insert would do,
+    as :func:`insert_rows` statements: a Core multi-row ``insert().values(rows)`` compiles a
+    new statement with a parameter per value for every batch, which cost more than the rows."""
+    if not rows:
+        return
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = list(rows[0])
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    marks, processors = [], []
+    for n, name in enumerate(columns):
+        column_type = table.c[name].type
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((n, process))
+        # PostgreSQL: JSON arrives as text; say what it is (as identity's fast path does)
+        marks.append(f"CAST({mark} AS JSON)" if dialect.name == "postgresql" and isinstance(column_type, JSON)
+                     else mark)
+    values = []
+    for row in rows:
+        value = [row[name] for name in columns]
+        for n, process in processors:
+            value[n] = process(value[n])
+        values.append(value)
+    insert_rows(connection, f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES",
+                f"({', '.join(marks)})", values)
 
 
 def update_rows(connection, table: str, assignments: str, key: str, row: str,

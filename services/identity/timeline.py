@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, or_, select
 from sqlmodel import Session
 
 from socialzone_common import db
@@ -112,9 +112,8 @@ def interaction_row(*, customer_id: str, origin: str, via: int | None, envelope_
 
 
 def add_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Multi-row ``INSERT ... VALUES`` statements, not an executemany (see ``db.insert_rows``)."""
-    for start in range(0, len(rows), db.ROWS_PER_STATEMENT):
-        session.execute(insert(T).values(rows[start:start + db.ROWS_PER_STATEMENT]))
+    """Multi-row statements at the driver (``db.insert_mappings``), not an executemany."""
+    db.insert_mappings(session.connection(), T, rows)
 
 
 def event_row(envelope: Envelope, *, customer_id: str, origin: str | None = None,
