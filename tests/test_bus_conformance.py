@@ -75,6 +75,18 @@ async def drain(consumer, want: int, *, commit: bool = True, deadline_s: float =
     return got
 
 
+async def run_worker_until(worker: ConsumerWorker, done, *, pause: float = 0.05,
+                           deadline_s: float = DEADLINE_S) -> None:
+    """Run ``worker`` until ``done()`` holds (or the deadline passed), then stop it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + deadline_s
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(pause)
+    stop.set()
+    await task
+
+
 async def test_one_keys_events_arrive_in_the_order_they_were_published(make_bus):
     bus = await make_bus()
     topic = await new_topic(bus)
@@ -195,13 +207,7 @@ async def test_a_poison_event_is_dead_lettered_with_its_error_and_origin_and_the
                                                         handler=handler),
                             sessions=session_factory(engine),
                             settings=ConsumerSettings(max_attempts=3, retry_backoff_s=0.01))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + DEADLINE_S
-    while worker.state.dead_lettered < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
+    await run_worker_until(worker, lambda: worker.state.dead_lettered >= 2)
 
     assert handled == [0, 1, 3, 4]
     dlq = bus.consumer(group=f"g-{uuid.uuid4().hex[:8]}", topics=[f"{topic}.dlq"])
@@ -248,13 +254,7 @@ async def test_a_group_reads_past_other_types_without_decoding_them_and_handles_
                                                         handler=lambda s, e: handled.append(e.data["seq"]),
                                                         types=frozenset({"test.thing.happened"})),
                             sessions=session_factory(engine), settings=ConsumerSettings(max_attempts=1))
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + DEADLINE_S
-    while len(handled) < 4 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    stop.set()
-    await task
+    await run_worker_until(worker, lambda: len(handled) >= 4)
     engine.dispose()
     # the skipped records (even the undecodable one) were committed, not dead-lettered
     again = bus.consumer(group=group, topics=[topic])
@@ -280,21 +280,10 @@ async def test_a_worker_stopped_while_reading_ahead_loses_nothing_and_doubles_no
     spec = ConsumerSpec(group=group, topics=[topic], handler=slow_handler)
     settings = ConsumerSettings(batch_size=10)
     first = ConsumerWorker(bus=bus, spec=spec, sessions=session_factory(engine), settings=settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(first.run(stop))
-    deadline = time.monotonic() + DEADLINE_S
-    while len(handled) < 30 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    stop.set()
-    await task
+    await run_worker_until(first, lambda: len(handled) >= 30, pause=0.01)
 
     second = ConsumerWorker(bus=bus, spec=spec, sessions=session_factory(engine), settings=settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-    while first.state.handled + second.state.handled < 120 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    stop.set()
-    await task
+    await run_worker_until(second, lambda: first.state.handled + second.state.handled >= 120, pause=0.02)
     engine.dispose()
     assert 30 <= first.state.handled < 120
     assert sorted(handled) == list(range(120))  # each exactly once: redelivered ones are inbox duplicates

@@ -75,3 +75,13 @@ def test_mappings_go_through_their_columns_types_as_a_core_insert_would(connecti
         assert Decimal(got.amount) == row["amount"]
         assert got.at.replace(tzinfo=timezone.utc) == at
     table.drop(connection)
+
+
+def test_a_returning_insert_gives_back_the_rows_of_every_statement(connection):
+    m = mark(connection)
+    head, row = "INSERT INTO multirow_t (id, n, note) VALUES", f"({m}, {m}, {m})"
+    db.insert_rows(connection, head, row, [("r5", 5, None), ("r700", 700, None)])
+    returned = db.insert_rows(connection, head, row, [(f"r{i}", i, None) for i in range(1000)],
+                              " ON CONFLICT DO NOTHING RETURNING id")
+    assert sorted(r[0] for r in returned) == sorted(f"r{i}" for i in range(1000) if i not in (5, 700))
+    assert db.insert_rows(connection, head, row, [("r1", 1, None)], " ON CONFLICT DO NOTHING") == []

@@ -8,7 +8,7 @@ import re
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -186,10 +186,44 @@ def multirow_statements(head: str, row: str, rows: Sequence[Sequence[Any]],
         yield f"{head} {', '.join([row] * len(chunk))}{tail}", tuple(value for r in chunk for value in r)
 
 
-def insert_rows(connection, head: str, row: str, rows: Sequence[Sequence[Any]], tail: str = "") -> None:
-    """:func:`multirow_statements` run on a SQLAlchemy connection."""
+def insert_rows(connection, head: str, row: str, rows: Sequence[Sequence[Any]], tail: str = "") -> list:
+    """:func:`multirow_statements` run on a SQLAlchemy connection; the rows a ``RETURNING``
+    in ``tail`` gives back, in one list."""
+    returned: list = []
     for statement, parameters in multirow_statements(head, row, rows, tail):
-        connection.exec_driver_sql(statement, parameters)
+        result = connection.exec_driver_sql(statement, parameters)
+        if result.returns_rows:
+            returned.extend(result.fetchall())
+    return returned
+
+
+def param_mark(dialect) -> str:
+    """The driver's placeholder: ``?`` (sqlite3) or ``%s`` (psycopg)."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def bind_processors(dialect, table, columns: Sequence[str]) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(position, processor) of the ``columns`` of a Core ``table`` whose type converts values
+    for the dialect (SQLite's text datetimes, JSON, decimals): what a Core statement applies."""
+    found = []
+    for n, name in enumerate(columns):
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            found.append((n, process))
+    return found
+
+
+def bind_rows(rows: Iterable[Sequence[Any]], processors: Sequence[tuple[int, Callable[[Any], Any]]]) -> list:
+    """``rows`` with each value at a processor's position passed through it."""
+    if not processors:
+        return [tuple(row) for row in rows]
+    out = []
+    for row in rows:
+        row = list(row)
+        for n, process in processors:
+            row[n] = process(row[n])
+        out.append(row)
+    return out
 
 
 def insert_mappings(connection, table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -202,22 +236,11 @@ def insert_mappings(connection, table, rows: Sequence[Mapping[str, Any]]) -> Non
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
     columns = list(rows[0])
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    marks, processors = [], []
-    for n, name in enumerate(columns):
-        column_type = table.c[name].type
-        process = column_type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            processors.append((n, process))
-        # PostgreSQL: JSON arrives as text; say what it is (as identity's fast path does)
-        marks.append(f"CAST({mark} AS JSON)" if dialect.name == "postgresql" and isinstance(column_type, JSON)
-                     else mark)
-    values = []
-    for row in rows:
-        value = [row[name] for name in columns]
-        for n, process in processors:
-            value[n] = process(value[n])
-        values.append(value)
+    mark = param_mark(dialect)
+    # PostgreSQL: JSON arrives as text; say what it is (as identity's fast path does)
+    marks = [f"CAST({mark} AS JSON)" if dialect.name == "postgresql" and isinstance(table.c[name].type, JSON)
+             else mark for name in columns]
+    values = bind_rows(([row[name] for name in columns] for row in rows), bind_processors(dialect, table, columns))
     insert_rows(connection, f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) VALUES",
                 f"({', '.join(marks)})", values)
 

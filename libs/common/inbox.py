@@ -95,7 +95,7 @@ def _insert_handled(conn, group: str, envelopes: list[Envelope]) -> None:
     to_db = table.c.handled_at.type.dialect_impl(dialect).bind_processor(dialect)
     now = now_utc()
     handled_at = to_db(now) if to_db else now
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    mark = db.param_mark(dialect)
     db.insert_rows(conn, f"INSERT INTO {table.name} (consumer_group, source, event_id, handled_at) VALUES",
                    f"({mark}, {mark}, {mark}, {mark})", [(group, e.source, e.id, handled_at) for e in envelopes])
 

@@ -109,7 +109,7 @@ def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str
     to_db = OutboxMessage.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     created_at = now_utc()
     created_at = to_db(created_at) if to_db else created_at
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    mark = db.param_mark(dialect)
     db.insert_rows(connection, "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
                    "attempts) VALUES", f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
                    [(*row, created_at) for row in rows])

@@ -95,20 +95,14 @@ class Writer:
     def __init__(self, conn) -> None:
         self.conn = conn
         self.dialect = dialect = conn.dialect
-        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.mark = db.param_mark(dialect)
         self.quote = dialect.identifier_preparer.quote
         self._times: dict[datetime, object] = {}
 
     def _processors(self, table, columns) -> list[tuple[int, object]]:
-        out = []
-        for i, name in enumerate(columns):
-            column = table.c[name]
-            process = column.type.dialect_impl(self.dialect).bind_processor(self.dialect)
-            if process is not None and isinstance(column.type, DateTime):
-                process = self._time_processor(process)
-            if process is not None:
-                out.append((i, process))
-        return out
+        """``db.bind_processors``, the datetimes' formatted once per distinct value."""
+        return [(i, self._time_processor(process) if isinstance(table.c[columns[i]].type, DateTime) else process)
+                for i, process in db.bind_processors(self.dialect, table, columns)]
 
     def _time_processor(self, process):
         times = self._times
@@ -122,17 +116,8 @@ class Writer:
             return found
         return cached
 
-    def _rows(self, table, columns, rows) -> list[tuple]:
-        processors = self._processors(table, columns)
-        if not processors:
-            return [tuple(row) for row in rows]
-        out = []
-        for row in rows:
-            row = list(row)
-            for i, process in processors:
-                row[i] = process(row[i])
-            out.append(tuple(row))
-        return out
+    def _rows(self, table, columns, rows) -> list:
+        return db.bind_rows(rows, self._processors(table, columns))
 
     def insert(self, table, columns, rows, *, suffix: str = "") -> None:
         """Multi-row statements (``db.insert_rows``); ``suffix`` (an ``ON CONFLICT``) ends each."""

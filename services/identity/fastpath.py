@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, func, select
@@ -53,7 +52,7 @@ RECORDED = "ingest.interaction.recorded"
 CREATED = "identity.customer.created"
 LINKED = "identity.identifier.linked"
 ATTRIBUTED = "identity.interaction.attributed"
-CHUNK = 500  # values per IN (...) list / rows per multi-row INSERT
+CHUNK = 500  # values per IN (...) list
 
 _COUNTS = select(I.c.type, func.count().label("n")).where(I.c.customer_id == bindparam("cid")).group_by(I.c.type)
 
@@ -136,8 +135,8 @@ class Sql:
                          f"({marks(_TIMELINE_COLUMNS, ('event',))})")
         self.customers = (f"INSERT INTO customers ({', '.join(_CUSTOMER_COLUMNS)}) VALUES",
                           f"({marks(_CUSTOMER_COLUMNS, ('profile',))})")
-        self.identifier_row = f"({marks(_IDENTIFIER_COLUMNS)})"
-        self.identifiers = f"INSERT INTO identifiers ({', '.join(_IDENTIFIER_COLUMNS)}) VALUES "
+        self.identifiers = (f"INSERT INTO identifiers ({', '.join(_IDENTIFIER_COLUMNS)}) VALUES",
+                            f"({marks(_IDENTIFIER_COLUMNS)})")
         self.anchor = f"UPDATE identifiers SET anchor_id = {mark} WHERE id = {mark}"
         # db.update_rows of (id, profile, display name, search text, updated at, rematch); never
         # clears needs_match: a profile not yet scored stays pending (matcher.match_pending)
@@ -496,20 +495,16 @@ class BatchResolver:
         batch.outbox_rows.clear()
 
     def _insert_identifiers(self, conn, sql: Sql, batch: Batch) -> None:
-        """Multi-row INSERT ... RETURNING (one statement per 500 identifiers), then the
-        handles' anchors (their platform id may be new in the same statement)."""
+        """Multi-row INSERT ... RETURNING (``db.insert_rows``), then the handles' anchors
+        (their platform id may be new in the same statement)."""
         idents = batch.idents
         new = batch.new_idents
-        for i in range(0, len(new), CHUNK):
-            chunk = new[i:i + CHUNK]
-            params: list[Any] = []
-            for kind, value, cid, strength, rule, event_id, occurred, _anchor in chunk:
-                at = sql.time(occurred)
-                params.extend((kind, value, cid, cid, strength, rule, event_id, None, None, at, at))
-            statement = (sql.identifiers + ", ".join([sql.identifier_row] * len(chunk))
-                         + " RETURNING id, type, value")
-            for row_id, kind, value in conn.exec_driver_sql(statement, tuple(params)):
-                idents[(kind, value)].id = row_id
+        rows = []
+        for kind, value, cid, strength, rule, event_id, occurred, _anchor in new:
+            at = sql.time(occurred)
+            rows.append((kind, value, cid, cid, strength, rule, event_id, None, None, at, at))
+        for row_id, kind, value in db.insert_rows(conn, *sql.identifiers, rows, " RETURNING id, type, value"):
+            idents[(kind, value)].id = row_id
         anchors = []
         for kind, value, *_rest, anchor_key in new:
             if anchor_key is not None:

@@ -52,7 +52,7 @@ def on_attributions(session: Session, envelopes: list[Envelope]) -> None:
     (a malformed event raises, and the one-at-a-time path validates and dead-letters it)."""
     pending: list[tuple[str, str]] = []  # (interaction id, customer id)
     connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = db.param_mark(connection.dialect)
 
     def flush() -> None:
         if pending:

@@ -23,7 +23,7 @@ from sqlalchemy import tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select, update
 
-from socialzone_common import outbox, telemetry
+from socialzone_common import db, outbox, telemetry
 from socialzone_common.envelope import now_utc
 from socialzone_common.errors import TooManyRequests
 from socialzone_common.events.common import Transaction, TransactionItem
@@ -243,9 +243,7 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
                                     traceparent=traceparent)
               for p, document in zip(fresh, documents)]
     rows = [_row(p, document, recorded_at) for p, document in zip(fresh, documents)]
-    inserted: set[str] = set()
-    for i in range(0, len(fresh), _CHUNK):
-        inserted.update(_insert_interactions(session, rows[i:i + _CHUNK]))
+    inserted = set(_insert_interactions(session, rows))
 
     aliases = [{"source": p.candidate.item.source, "external_id": alias, "interaction_id": p.interaction_id}
                for p in [*prepared, *repeats] for alias in p.candidate.aliases if alias != p.external_id]
@@ -303,30 +301,22 @@ _INTERACTION_COLUMNS = ("id", "source", "external_id", "kind", "author_key", "cu
 
 
 def _insert_interactions(session: Session, rows: list[tuple]) -> list[str]:
-    """``_insert(..., returning=id)`` of ``interactions`` rows given as tuples (``_row``), as one
-    multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` in the driver's own SQL: the
-    same statement SQLAlchemy sends, without its per-row parameter processing (half the cost
-    of a batch's insert). The columns' bind processors still apply (SQLite stores times as text)."""
+    """``_insert(..., returning=id)`` of ``interactions`` rows given as tuples (``_row``), as
+    multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` statements in the driver's own
+    SQL (``db.insert_rows``): the same statement SQLAlchemy sends, without its per-row
+    parameter processing (half the cost of a batch's insert). The columns' bind processors
+    still apply (SQLite stores times as text)."""
     if not rows:
         return []
     connection = session.connection()
     dialect = connection.dialect
-    columns = [InteractionRow.__table__.c[name] for name in _INTERACTION_COLUMNS]
-    processors = [(n, p) for n, p in enumerate(c.type.dialect_impl(dialect).bind_processor(dialect)
-                                               for c in columns) if p is not None]
-    if processors:
-        converted = []
-        for row in rows:
-            row = list(row)
-            for n, process in processors:
-                row[n] = process(row[n])
-            converted.append(row)
-        rows = converted
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    one = "(" + ", ".join([mark] * len(columns)) + ")"
-    statement = (f"INSERT INTO {InteractionRow.__tablename__} ({', '.join(_INTERACTION_COLUMNS)}) VALUES "
-                 f"{', '.join([one] * len(rows))} ON CONFLICT DO NOTHING RETURNING id")
-    return [found for (found,) in connection.exec_driver_sql(statement, tuple(v for row in rows for v in row))]
+    mark = db.param_mark(dialect)
+    returned = db.insert_rows(
+        connection, f"INSERT INTO {InteractionRow.__tablename__} ({', '.join(_INTERACTION_COLUMNS)}) VALUES",
+        "(" + ", ".join([mark] * len(_INTERACTION_COLUMNS)) + ")",
+        db.bind_rows(rows, db.bind_processors(dialect, InteractionRow.__table__, _INTERACTION_COLUMNS)),
+        " ON CONFLICT DO NOTHING RETURNING id")
+    return [found for (found,) in returned]
 
 
 def validation_errors(exc: ValidationError, *, prefix: str = "") -> list[FieldError]:
