@@ -243,6 +243,17 @@ async def test_a_batch_handled_in_one_transaction_links_every_events_trace_and_i
     assert {e.traceparent for e in emitted} == {traceparent_of(span)}
 
 
+def test_a_batch_links_each_distinct_trace_once(spans):
+    """The events of one request share its traceparent: the batch links that trace once."""
+    parents = []
+    for n in range(2):
+        with telemetry.tracer().start_as_current_span(f"POST request {n}"):
+            parents.append(telemetry.current_traceparent())
+    with telemetry.batch_span("process grp batch", [parents[0]] * 5 + [None, parents[1], parents[0]]) as span:
+        pass
+    assert [format(link.context.span_id, "016x") for link in span.links] == [p.split("-")[2] for p in parents]
+
+
 async def test_a_poison_event_is_dead_lettered_counted_and_traced(spans, sessions, bus):
     service, group = f"svc-{uuid.uuid4().hex[:8]}", f"grp-{uuid.uuid4().hex[:8]}"
     topic = f"test.telemetry.{uuid.uuid4().hex[:8]}"

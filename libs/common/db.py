@@ -10,6 +10,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import registry, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
@@ -207,10 +209,27 @@ def bind_processors(dialect, table, columns: Sequence[str]) -> list[tuple[int, C
     for the dialect (SQLite's text datetimes, JSON, decimals): what a Core statement applies."""
     found = []
     for n, name in enumerate(columns):
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        impl = table.c[name].type.dialect_impl(dialect)
+        process = impl.bind_processor(dialect)
         if process is not None:
-            found.append((n, process))
+            found.append((n, _sqlite_datetime_text(process) if _default_sqlite_datetime(impl) else process))
     return found
+
+
+def _default_sqlite_datetime(impl) -> bool:
+    return isinstance(impl, sqlite.DATETIME) and impl._storage_format == sqlite.DATETIME._storage_format \
+        and impl._reg is None
+
+
+def _sqlite_datetime_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's DATETIME bind processor for its default storage format, byte for byte
+    ("2026-12-01 09:30:00.000000", the time zone dropped), from ``isoformat`` instead of a
+    %-format of seven fields (a third of the cost; datetimes are in every hot write)."""
+    def process_datetime(value):
+        if type(value) is datetime:
+            return value.isoformat(" ", "microseconds")[:26]
+        return process(value)
+    return process_datetime
 
 
 def bind_rows(rows: Iterable[Sequence[Any]], processors: Sequence[tuple[int, Callable[[Any], Any]]]) -> list:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Index, LargeBinary, delete, text, update
+from sqlalchemy import Column, Index, LargeBinary, delete, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Field, Session, col, select
 
@@ -106,14 +106,18 @@ def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str
         return
     connection = session.connection()
     dialect = connection.dialect
-    to_db = OutboxMessage.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    created_at = now_utc()
-    created_at = to_db(created_at) if to_db else created_at
+    created_at = _stored_time(dialect, now_utc())
     mark = db.param_mark(dialect)
     db.insert_rows(connection, "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
                    "attempts) VALUES", f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
                    [(*row, created_at) for row in rows])
     session.info[OUTBOX_PENDING_FLAG] = True
+
+
+def _stored_time(dialect, value: datetime):
+    """``value`` as the outbox's time columns bind it for ``dialect`` (SQLite: text)."""
+    processors = db.bind_processors(dialect, OutboxMessage.__table__, ["created_at"])
+    return processors[0][1](value) if processors else value
 
 
 def emit(session: Session, payload: Event, *, source: str, subject: str | None,
@@ -152,23 +156,27 @@ class Relay:
     def _pending(self) -> list[tuple[int, StructuredMessage]]:
         """The oldest unpublished rows as they are stored: plain columns, no ORM objects and
         no decoding (the relay runs for every event of the service)."""
-        table = OutboxMessage.__table__
         with self.sessions() as session:
-            rows = session.connection().execute(
-                select(table.c.id, table.c.topic, table.c.partition_key, table.c.envelope, table.c.event_type)
-                .where(table.c.published_at.is_(None)).order_by(table.c.id).limit(self.batch_size)).all()
-        return [(row.id, StructuredMessage(row.topic, row.partition_key.encode(), row.envelope, row.event_type))
-                for row in rows]
+            connection = session.connection()
+            rows = connection.exec_driver_sql(
+                "SELECT id, topic, partition_key, envelope, event_type FROM outbox WHERE published_at IS NULL "
+                f"ORDER BY id LIMIT {db.param_mark(connection.dialect)}", (self.batch_size,)).fetchall()
+        return [(row_id, StructuredMessage(topic, key.encode(), bytes(envelope), event_type))
+                for row_id, topic, key, envelope, event_type in rows]
 
     def _mark(self, ids: list[int], *, error: str | None) -> None:
+        # driver-level: SQLAlchemy's expanding IN of up to 500 ids cost more than the update
         with self.sessions() as session:
+            connection = session.connection()
+            mark = db.param_mark(connection.dialect)
+            where = f"WHERE id IN ({', '.join([mark] * len(ids))})"
             if error is None:
-                session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))
-                             .values(published_at=now_utc(), attempts=OutboxMessage.attempts + 1,
-                                     last_error=None))
+                connection.exec_driver_sql(
+                    f"UPDATE outbox SET published_at = {mark}, attempts = attempts + 1, last_error = NULL {where}",
+                    (_stored_time(connection.dialect, now_utc()), *ids))
             else:
-                session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))
-                             .values(attempts=OutboxMessage.attempts + 1, last_error=error[:1000]))
+                connection.exec_driver_sql(f"UPDATE outbox SET attempts = attempts + 1, last_error = {mark} {where}",
+                                           (error[:1000], *ids))
             session.commit()
 
     def _prune(self) -> None:

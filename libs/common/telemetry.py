@@ -90,10 +90,12 @@ MAX_BATCH_LINKS = 128  # OpenTelemetry's default span link limit: more would be 
 @contextmanager
 def batch_span(name: str, traceparents: list[str | None], **attributes):
     """The span of a batch handled in one transaction: linked to the trace of each event
-    it handled (up to MAX_BATCH_LINKS), as the messaging conventions do for batches. The
+    it handled (each distinct one once, up to MAX_BATCH_LINKS), as the messaging conventions
+    do for batches. The
     events written in the batch continue this span's trace."""
     links = []
-    for traceparent in traceparents:
+    # each distinct trace once: the events of one request or batch share their traceparent
+    for traceparent in dict.fromkeys(traceparents):
         if len(links) >= MAX_BATCH_LINKS:
             break
         if traceparent:

@@ -5,6 +5,7 @@ candidates are one indexed lookup, and match suggestions above the threshold."""
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -165,7 +166,7 @@ def _name_frequencies(session: Session, matcher: Matcher, features: dict[str, Pr
     waiting: dict[str, int] = {}
     for display, n in session.execute(select(C.c.display_name, func.count()).where(
             C.c.needs_match.is_(True), C.c.status == "active", C.c.display_name.is_not(None)).group_by(C.c.display_name)):
-        name = ProfileFeatures(display_name=display).normalized.name_key
+        name = _name_key(display)
         if name:
             waiting[name] = waiting.get(name, 0) + n
     for name, n in waiting.items():
@@ -173,6 +174,13 @@ def _name_frequencies(session: Session, matcher: Matcher, features: dict[str, Pr
     pass_set = set(pass_ids)
     counts = {name: len(indexed.get(key, set()) - pass_set) + waiting.get(name, 0) for name, key in names.items()}
     return matcher.model.name_frequencies(counts, population)
+
+
+@lru_cache(maxsize=100_000)
+def _name_key(display_name: str) -> str | None:
+    """The full-name key of a display name. Cached: every pass groups all the customers still
+    waiting, and under a burst of new authors the same names come back pass after pass."""
+    return ProfileFeatures(display_name=display_name).normalized.name_key
 
 
 class _Profile:
