@@ -105,3 +105,133 @@ def keywords(text: str, *, limit: int = 5, exclude: frozenset[str] = frozenset()
         if key not in scored:
             scored[key] = sum(degree[w] / freq[w] for w in phrase)
     return tuple(sorted(scored, key=scored.__getitem__, reverse=True)[:limit])
+
+
+# --- regrouping big alternations ------------------------------------------------------------
+# CPython's re has no fast path for ``\b(?:alt1|alt2|...)`` with hundreds of alternatives: at
+# every word boundary it tries each alternative in turn. It does skip an alternative whose
+# first op is a literal character after a single compare, though. ``by_first_char`` rewrites
+# an alternation into the same alternatives nested by their leading characters (a trie), so
+# a position costs a few dozen compares instead of hundreds. It is only used on patterns whose
+# callers ask *whether* there is a match (reordering alternatives can change which match is
+# found, never whether there is one: these patterns have no atomic groups or backreferences).
+
+_QUANTIFIERS = frozenset("?*+{")
+_SPECIAL = frozenset("\\[](){}.*+?^$|")
+
+
+def _atom_end(pattern: str, i: int) -> int:
+    """The index just past the atom at ``pattern[i]``: an escape, a class, a group or one char."""
+    c = pattern[i]
+    if c == "\\":
+        return i + 2
+    if c == "[":
+        j = i + 1
+        if pattern[j] == "^":
+            j += 1
+        if pattern[j] == "]":   # a leading ] is a member, not the end
+            j += 1
+        while pattern[j] != "]":
+            j += 2 if pattern[j] == "\\" else 1
+        return j + 1
+    if c == "(":
+        j = i + 1
+        while pattern[j] != ")":
+            j = _atom_end(pattern, j)
+        return j + 1
+    return i + 1
+
+
+def split_alternatives(alternation: str) -> list[str]:
+    """``alternation`` split at its top-level ``|`` (not inside groups or classes)."""
+    out: list[str] = []
+    start = i = 0
+    while i < len(alternation):
+        if alternation[i] == "|":
+            out.append(alternation[start:i])
+            start = i + 1
+            i += 1
+        else:
+            i = _atom_end(alternation, i)
+    out.append(alternation[start:])
+    return out
+
+
+def _expand_leading_group(alternative: str) -> list[str]:
+    """``(?:a|b)c`` -> ``[ac, bc]`` and ``(?:a)?c`` -> ``[ac, c]`` (recursively), so that each
+    alternative starts with its own first character; a lookbehind of plain text moves past the
+    character that follows it (``(?<!x )ab`` -> ``a(?<!x a)b``, the same test one character
+    later), so that it is only evaluated where that character matched. Anything else is left
+    as it is."""
+    if alternative.startswith(("(?<!", "(?<=")):
+        end = _atom_end(alternative, 0)
+        lookbehind, behind = alternative[:4], alternative[4:end - 1]
+        if any(c in _SPECIAL for c in behind):
+            return [alternative]
+        out = []
+        for rest in _expand_leading_group(alternative[end:]):
+            first = _leading_literal(rest)
+            if first is None:
+                out.append(alternative[:end] + rest)
+            else:
+                out.append(first + lookbehind + behind + first + ")" + rest[1:])
+        return out
+    if not alternative.startswith("(?:"):
+        return [alternative]
+    end = _atom_end(alternative, 0)
+    inner, rest = alternative[3:end - 1], alternative[end:]
+    if rest[:1] == "?" and rest[1:2] not in ("?", "+"):      # an optional group
+        rest = rest[1:]
+        return [*(x for a in split_alternatives(inner) for x in _expand_leading_group(a + rest)),
+                *_expand_leading_group(rest)]
+    if rest[:1] in _QUANTIFIERS:
+        return [alternative]
+    return [x for a in split_alternatives(inner) for x in _expand_leading_group(a + rest)]
+
+
+def _leading_atom(alternative: str) -> str:
+    """The first atom of an alternative with its quantifier (``a``, ``\\d+``, ``[12]``, ``(?<!x)``)."""
+    end = _atom_end(alternative, 0)
+    if alternative[end:end + 1] == "{":
+        end = alternative.index("}", end) + 1
+    elif alternative[end:end + 1] in ("?", "*", "+"):
+        end += 1
+    if alternative[end:end + 1] in ("?", "+"):     # lazy or possessive
+        end += 1
+    return alternative[:end]
+
+
+def _leading_literal(alternative: str) -> str | None:
+    """The first character if the alternative must start with exactly that character."""
+    if alternative and alternative[0] not in _SPECIAL and alternative[1:2] not in _QUANTIFIERS:
+        return alternative[0]
+    return None
+
+
+def by_first_char(alternation: str) -> str:
+    """The same alternation (no capturing groups) as a trie over leading literal characters.
+
+    ``by_first_char("ab|ac|(?:x|y)z")`` is ``"a(?:b|c)|xz|yz"``. Alternatives that share
+    another leading atom are grouped behind it too (``\\d+ days|\\d+th`` -> ``\\d+(?: days|th)``),
+    after the literal branches, so a whole ``\\b(?:...)\\b`` pattern can be passed as it is.
+    """
+    if re.compile(alternation).groups:
+        raise ValueError("by_first_char: capturing groups would be duplicated")
+    return _trie(split_alternatives(alternation))
+
+
+def _trie(alternatives: list[str]) -> str:
+    expanded = dict.fromkeys(x for a in alternatives for x in _expand_leading_group(a))
+    literal: dict[str, list[str]] = {}
+    other: dict[str, list[str]] = {}
+    for alternative in expanded:
+        if not alternative:
+            literal.setdefault("", []).append("")
+            continue
+        atom = _leading_atom(alternative)
+        (literal if _leading_literal(alternative) else other).setdefault(atom, []).append(alternative[len(atom):])
+    branches = [atom + (rests[0] if len(rests) == 1 else "(?:" + _trie(rests) + ")")
+                for atom, rests in literal.items()]
+    # behind any other atom (``\\b``, ``\\d+``) the rest is regrouped as well: ``\\b(?:a|b)``
+    branches += [atom + "(?:" + _trie(rests) + ")" for atom, rests in other.items()]
+    return "|".join(branches)
