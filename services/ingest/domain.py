@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select, update
 
@@ -219,11 +218,7 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
             prepared.append(outcome)
 
     prepared = _without_tombstoned(session, prepared, results)
-    ids = [p.interaction_id for p in prepared]
-    existing: set[str] = set()
-    for i in range(0, len(ids), _CHUNK):
-        existing.update(session.exec(select(InteractionRow.id).where(
-            col(InteractionRow.id).in_(ids[i:i + _CHUNK]))).all())
+    existing = _recorded_ids(session, [p.interaction_id for p in prepared])
 
     fresh = [p for p in prepared if p.interaction_id not in existing]
     enrichments = enrich_many_json(enricher, [(p.candidate.item.text, p.candidate.item.language) for p in fresh])
@@ -264,11 +259,38 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
                                                                   "path": p.candidate.path})
             continue
         accepted = p.interaction_id in inserted and p is first_of[p.interaction_id]
-        results[p.candidate.index] = ItemResult(index=p.candidate.index, line=p.candidate.line,
-                                                path=p.candidate.path, status="accepted" if accepted else "duplicate",
-                                                interaction_id=p.interaction_id)
+        # every value is known valid here: no validation pass per item (hot path)
+        results[p.candidate.index] = ItemResult.model_construct(
+            index=p.candidate.index, line=p.candidate.line, path=p.candidate.path,
+            status="accepted" if accepted else "duplicate", interaction_id=p.interaction_id, errors=None)
     out.results = [results[c.index] for c in candidates]
     return out
+
+
+def _matching(session: Session, select_from: str, columns: Sequence[str], keys: Sequence[Sequence]) -> list:
+    """The rows of ``SELECT ... FROM ... WHERE (columns) IN (keys)``, 500 keys a statement, at
+    driver level: SQLAlchemy's expanding ``IN`` re-renders the statement for every batch, which
+    cost more than the lookups. Several columns compare as a row value against ``VALUES``
+    (SQLite takes a row value ``IN`` only from a subquery)."""
+    connection = session.connection()
+    mark = db.param_mark(connection.dialect)
+    if len(columns) == 1:
+        head, row, tail = f"{select_from} WHERE {columns[0]} IN (", mark, ")"
+    else:
+        head = f"{select_from} WHERE ({', '.join(columns)}) IN (VALUES"
+        row, tail = "(" + ", ".join([mark] * len(columns)) + ")", ")"
+    found: list = []
+    for statement, parameters in db.multirow_statements(head, row, keys, tail):
+        found.extend(connection.exec_driver_sql(statement, parameters).fetchall())
+    return found
+
+
+def _recorded_ids(session: Session, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are recorded already."""
+    if not ids:
+        return set()
+    return {found for (found,) in _matching(session, f"SELECT id FROM {InteractionRow.__tablename__}", ["id"],
+                                             [(i,) for i in ids])}
 
 
 def _without_tombstoned(session: Session, prepared: list[_Prepared], results: dict[int, ItemResult]) -> list[_Prepared]:
@@ -277,15 +299,13 @@ def _without_tombstoned(session: Session, prepared: list[_Prepared], results: di
     if not keys:
         return prepared
     dead: set[str] = set()
-    pairs = list(keys)
-    for i in range(0, len(pairs), _CHUNK):
-        for source, external_id in session.exec(select(Tombstone.source, Tombstone.external_id).where(
-                tuple_(col(Tombstone.source), col(Tombstone.external_id)).in_(pairs[i:i + _CHUNK]))).all():
-            p = keys[(source, external_id)]
-            dead.add(p.interaction_id)
-            results[p.candidate.index] = ItemResult(
-                index=p.candidate.index, line=p.candidate.line, path=p.candidate.path, status="ignored",
-                errors=[FieldError(field="external_id", message="deleted at the source before it arrived: not recorded")])
+    for source, external_id in _matching(session, f"SELECT source, external_id FROM {Tombstone.__tablename__}",
+                                         ["source", "external_id"], list(keys)):
+        p = keys[(source, external_id)]
+        dead.add(p.interaction_id)
+        results[p.candidate.index] = ItemResult(
+            index=p.candidate.index, line=p.candidate.line, path=p.candidate.path, status="ignored",
+            errors=[FieldError(field="external_id", message="deleted at the source before it arrived: not recorded")])
     return [p for p in prepared if p.interaction_id not in dead] if dead else prepared
 
 

@@ -61,3 +61,29 @@ async def test_the_same_post_sent_concurrently_is_recorded_once_on_postgresql(in
         assert len({r.json()["results"][0]["interaction_id"] for r in responses}) == 1
         assert len(stored(client)) == 2
         assert len(outbox_events(client, "ingest.interaction.recorded")) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_post_deleted_at_the_source_before_it_arrived_is_not_recorded(ingest_settings, backend, request):
+    """A delete notice that overtook its post leaves a tombstone: the post, when it comes
+    (alone or in a batch beside new posts), is answered "ignored", stored nowhere, published never."""
+    settings = ingest_settings
+    if backend == "postgres":
+        pg = request.getfixturevalue("pg_settings")
+        settings = settings.model_copy(update={"database_url": pg.database_url,
+                                               "database_schema_prefix": pg.database_schema_prefix})
+    notice = {"data": {"delete": {"tweet": {"id": "1860000000000000901", "author_id": "4242"},
+                                  "event_at": "2026-11-20T09:00:00Z"}}}
+    post = {"source": "x", "kind": "post", "occurred_at": "2026-11-20T08:59:00Z",
+            "author": {"identifiers": [{"type": "x", "value": "4242"}]}, "text": "soon deleted"}
+    async with serving(settings) as client:
+        assert (await client.post("/ingest/v1/sources/x", json=notice, headers=WRITER)).json()["ignored"] == 1
+        batch = [{**post, "external_id": "1860000000000000902"}, {**post, "external_id": "1860000000000000901"}]
+        response = await client.post("/ingest/v1/interactions", json=batch, headers=WRITER)
+        assert response.status_code == 202, response.text
+        first, second = response.json()["results"]
+        assert first["status"] == "accepted"
+        assert second["status"] == "ignored" and second["errors"][0]["field"] == "external_id"
+        assert [row.external_id for row in stored(client)] == ["1860000000000000902"]
+        assert [e.data["interaction"]["external_id"]
+                for e, _ in outbox_events(client, "ingest.interaction.recorded")] == ["1860000000000000902"]
