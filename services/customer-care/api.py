@@ -142,7 +142,8 @@ async def read_case(case_id: str, runtime: RuntimeDep) -> dict:
     if out["erased"]:
         out["customer"] = {"available": False, "reason": "the customer's data was erased"}
     else:
-        out["customer"] = await identity_client.customer_view(runtime.settings, out["customer_id"])
+        out["customer"] = await identity_client.customer_view(runtime.settings, out["customer_id"],
+                                                              client=runtime.http_client())
     return out
 
 

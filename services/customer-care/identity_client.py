@@ -24,17 +24,21 @@ def _key(settings) -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-async def customer_view(settings, customer_id: str) -> dict:
+async def customer_view(settings, customer_id: str, *, client: httpx.AsyncClient | None = None) -> dict:
+    """The view, through ``client`` (the runtime's, whose connections are reused) or a client
+    of its own."""
+    if client is None:
+        async with httpx.AsyncClient() as own:
+            return await customer_view(settings, customer_id, client=own)
     base = settings.identity_base_url()
     key = _key(settings)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     timeout = settings.identity_timeout_s
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), headers=headers) as client:
-            summary, timeline = await asyncio.wait_for(asyncio.gather(
-                client.get(f"{base}/v1/customers/{customer_id}"),
-                client.get(f"{base}/v1/customers/{customer_id}/timeline",
-                           params={"limit": settings.identity_timeline_limit})), timeout)
+        summary, timeline = await asyncio.wait_for(asyncio.gather(
+            client.get(f"{base}/v1/customers/{customer_id}", headers=headers, timeout=timeout),
+            client.get(f"{base}/v1/customers/{customer_id}/timeline", headers=headers, timeout=timeout,
+                       params={"limit": settings.identity_timeline_limit})), timeout)
     except (asyncio.TimeoutError, httpx.TimeoutException):
         return {"available": False, "reason": f"identity did not answer within {timeout:g}s"}
     except httpx.HTTPError as exc:

@@ -20,29 +20,36 @@ from tests.care.conftest import AGENT, MONDAY_10
 
 
 class IdentityStub:
-    """A real HTTP/1.1 server on a loopback port answering like the identity service."""
+    """A real HTTP/1.1 server on a loopback port answering like the identity service; with
+    ``keep_alive`` it serves several requests per connection (and counts the connections)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s, self.requests = delay_s, []
+    def __init__(self, delay_s: float = 0.0, *, keep_alive: bool = False) -> None:
+        self.delay_s, self.keep_alive, self.requests, self.connections = delay_s, keep_alive, [], 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            line = head.split(b"\r\n", 1)[0].decode()
-            auth = [h for h in head.decode().split("\r\n") if h.lower().startswith("authorization:")]
-            self.requests.append((line, auth[0] if auth else None))
-            await asyncio.sleep(self.delay_s)
-            path = line.split(" ")[1]
-            if "/timeline" in path:
-                body = {"items": [{"type": "care.case.opened", "time": "2026-03-02T10:00:00Z"},
-                                  {"type": "sales.deal.won", "time": "2026-02-01T10:00:00Z"}], "next_cursor": None}
-            else:
-                body = {"customer_id": path.rsplit("/", 1)[-1], "display_name": "Dana Doe",
-                        "identifiers": [{"type": "x", "value": "@dana"}]}
-            data = json.dumps(body).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                         + str(len(data)).encode() + b"\r\nConnection: close\r\n\r\n" + data)
-            await writer.drain()
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode()
+                auth = [h for h in head.decode().split("\r\n") if h.lower().startswith("authorization:")]
+                self.requests.append((line, auth[0] if auth else None))
+                await asyncio.sleep(self.delay_s)
+                path = line.split(" ")[1]
+                if "/timeline" in path:
+                    body = {"items": [{"type": "care.case.opened", "time": "2026-03-02T10:00:00Z"},
+                                      {"type": "sales.deal.won", "time": "2026-02-01T10:00:00Z"}],
+                            "next_cursor": None}
+                else:
+                    body = {"customer_id": path.rsplit("/", 1)[-1], "display_name": "Dana Doe",
+                            "identifiers": [{"type": "x", "value": "@dana"}]}
+                data = json.dumps(body).encode()
+                connection = b"keep-alive" if self.keep_alive else b"close"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(data)).encode() + b"\r\nConnection: " + connection + b"\r\n\r\n" + data)
+                await writer.drain()
+                if not self.keep_alive:
+                    return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
@@ -90,6 +97,25 @@ async def test_case_shows_the_customer_summary_and_recent_timeline_from_identity
     assert paths[0].startswith("GET /identity/v1/customers/cus-dana ")
     assert paths[1].startswith("GET /identity/v1/customers/cus-dana/timeline?limit=10 ")
     assert {auth.lower() for _, auth in stub.requests} == {"authorization: bearer identity-reader-key"}
+
+
+async def test_case_views_reuse_their_connections_to_identity(care_settings):
+    """The runtime keeps one client: the second and third views of a case ask identity over the
+    connections the first one opened (a client per view would open two more each time)."""
+    stub = IdentityStub(keep_alive=True)
+    async with stub as url:
+        settings = care_settings.model_copy(update={"identity_url": url, "identity_timeout_s": 2.0})
+        host = build_host_app([SERVICE], settings=settings, service_settings={"care": settings})
+        install(host.state.runtimes["care"], FrozenClock(MONDAY_10))
+        async with host.router.lifespan_context(host):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url="http://test") as client:
+                case = (await client.post("/care/v1/cases", headers=AGENT, json={
+                    "customer_id": "cus-dana", "channel": "phone", "text": "where is my refund"})).json()
+                for _ in range(3):
+                    view = (await client.get(f"/care/v1/cases/{case['id']}", headers=AGENT)).json()
+                    assert view["customer"]["available"] is True
+    assert len(stub.requests) == 6
+    assert stub.connections <= 2  # the first view's two requests ran side by side
 
 
 async def test_case_still_loads_when_identity_is_slow(care_settings):
