@@ -32,11 +32,22 @@ def mark(conn) -> str:
 
 def test_rows_go_in_statements_of_at_most_the_chunk_and_under_the_parameter_limit():
     statements = list(db.multirow_statements("INSERT INTO t (a, b) VALUES", "(?, ?)", [(i, i) for i in range(1234)]))
-    assert [len(p) // 2 for _s, p in statements] == [500, 500, 234]
+    assert [len(p) // 2 for _s, p in statements] == [500, 500, 128, 64, 32, 8, 2]
     assert statements[0][0].count("(?, ?)") == 500 and statements[0][1][:4] == (0, 0, 1, 1)
     wide = list(db.multirow_statements("INSERT INTO t VALUES", "(" + ", ".join("?" * 100) + ")", [tuple(range(100))] * 700))
     assert all(len(p) <= 30_000 for _s, p in wide) and sum(len(p) for _s, p in wide) == 70_000
     assert list(db.multirow_statements("INSERT INTO t VALUES", "(?)", [])) == []
+
+
+def test_statements_come_in_sizes_that_recur_so_their_compiled_form_is_reused():
+    """Whole statements, then the rest in powers of two: every row once, in order."""
+    whole = db.ROWS_PER_STATEMENT
+    rows = [(n,) for n in range(2 * whole + 360)]
+    statements = list(db.multirow_statements("INSERT INTO t (n) VALUES", "(?)", rows))
+    assert [len(parameters) for _, parameters in statements] == [whole, whole, 256, 64, 32, 8]
+    assert [n for _, parameters in statements for n in parameters] == [n for (n,) in rows]
+    assert [len(p) for _, p in db.multirow_statements("INSERT INTO t (n) VALUES", "(?)", [(1,)] * 7)] == [4, 2, 1]
+    assert list(db.multirow_statements("INSERT INTO t (n) VALUES", "(?)", [])) == []
 
 
 def test_insert_then_update_many_rows(connection):

@@ -168,13 +168,26 @@ def _writer_turns(lock: FairLock) -> type[sqlite3.Connection]:
 # statements: one step per statement.
 
 ROWS_PER_STATEMENT = 500
+SQLITE_CACHED_STATEMENTS = 512
+"""Compiled statements sqlite3 keeps per connection (its default, 128, is short for a service's
+tables times the ~10 statement lengths of :func:`_chunks`)."""
 _MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, psycopg 65,535
 
 
 def _chunks(rows: Sequence[Sequence[Any]]) -> Iterator[Sequence[Sequence[Any]]]:
+    """Consecutive pieces of ``rows`` in sizes that recur from call to call: whole statements,
+    then the rest in powers of two (360 rows: 256, 64, 32, 8). SQLite compiles each statement
+    text it has not seen before (sqlite3 keeps compiled statements by their text), at about
+    0.45 us per bound value: a multi-row statement of a new length every batch cost several
+    times what running it did (3 ms for 360 timeline rows). PostgreSQL's driver likewise
+    prepares only the statements it sees again."""
     per = max(1, min(ROWS_PER_STATEMENT, _MAX_PARAMETERS // max(1, len(rows[0]))))
-    for start in range(0, len(rows), per):
-        yield rows[start:start + per]
+    start, total = 0, len(rows)
+    while start < total:
+        left = total - start
+        size = per if left >= per else 1 << (left.bit_length() - 1)
+        yield rows[start:start + size]
+        start += size
 
 
 def multirow_statements(head: str, row: str, rows: Sequence[Sequence[Any]],
@@ -283,6 +296,7 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S,
+                                                  "cached_statements": SQLITE_CACHED_STATEMENTS,
                                                   "factory": _writer_turns(FairLock())}, **_JSON)
 
         @event.listens_for(engine, "connect")

@@ -4,13 +4,14 @@ bulk statements instead of several statements per interaction.
 The common cases — a new author, or an author whose identifiers all belong to one
 customer — are resolved in memory against identifiers fetched for the whole batch
 in one query per identifier type, and their writes (customers, identifiers, timeline
-entries, outbox rows, profile updates) go to the database in one statement per table
-at the end. Everything else (two customers in one record: merges and suggestions;
-handles re-linked to another platform id; caps; retractions) first flushes what is
-pending and then runs the one-event resolution of :mod:`socialzone_identity.resolution`,
-so both paths give the same result and events are applied in their order. After such
-an event only what it can have changed is read again (its identifiers and the customers
-they lead to), so a batch with many of them stays linear.
+entries, outbox rows, profile updates) go to the database in a few multi-row statements
+per table at the end (``db.insert_rows``). Everything else (two customers in one
+record: merges and suggestions; handles re-linked to another platform id; caps;
+retractions) first flushes what is pending and then runs the one-event resolution of
+:mod:`socialzone_identity.resolution`, so both paths give the same result and events
+are applied in their order. After such an event only what it can have changed is read
+again (its identifiers and the customers they lead to), so a batch with many of them
+stays linear.
 
 The hot path keeps no ORM object and no event model: each raw event is validated (a
 malformed one fails the batch, and the worker retries it alone and dead-letters it),
@@ -35,9 +36,10 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from socialzone_common import db, telemetry
-from socialzone_common.envelope import Envelope, new_event_id, now_utc
+from socialzone_common.catalog import entry_for
+from socialzone_common.envelope import Envelope, new_event_id, now_utc, structured_bytes
 from socialzone_common.events.ingest import InteractionRecorded
-from socialzone_common.outbox import enqueue_structured, structured_row
+from socialzone_common.outbox import enqueue_structured
 from socialzone_identity import resolution, timeline
 from socialzone_identity.identifiers import PLATFORM_TYPES, Normalized, type_strength
 from socialzone_identity.models import Customer, IdentifierLink
@@ -76,24 +78,28 @@ class Ident:
 
 
 class Cust:
-    """A customer as the batch knows it (profile changes are written at the flush)."""
+    """A customer as the batch knows it (profile changes are written at the flush);
+    ``created_at`` (new customers only) already in the stored form (:meth:`Sql.time`)."""
 
     __slots__ = ("id", "status", "merged_into", "created_at", "profile", "new", "rematch", "counts")
 
     def __init__(self, customer_id: str, status: str, merged_into: str | None, profile: dict | None, *,
-                 created_at: datetime | None = None, new: bool = False, counts: dict[str, int] | None = None) -> None:
+                 created_at: datetime | str | None = None, new: bool = False, counts: dict[str, int] | None = None) -> None:
         self.id, self.status, self.merged_into, self.profile = customer_id, status, merged_into, profile
         self.created_at, self.new, self.rematch, self.counts = created_at, new, False, counts
 
 
 class Parsed:
-    """What attribution needs from one validated ``ingest.interaction.recorded``."""
+    """What attribution needs from one validated ``ingest.interaction.recorded``; ``at`` is
+    ``occurred`` in the stored form (:meth:`Sql.time`), converted once for every row that
+    carries it (the timeline entry, new identifiers, a new customer)."""
 
-    __slots__ = ("ids", "keys", "vouched", "occurred", "values", "kind")
+    __slots__ = ("ids", "keys", "vouched", "occurred", "at", "values", "kind")
 
-    def __init__(self, ids: list[Normalized], vouched: bool, occurred: datetime, values: dict, kind: str) -> None:
+    def __init__(self, ids: list[Normalized], vouched: bool, occurred: datetime, at: datetime | str, values: dict,
+                 kind: str) -> None:
         self.ids, self.keys = ids, [(n.type, n.value) for n in ids]
-        self.vouched, self.occurred, self.values, self.kind = vouched, occurred, values, kind
+        self.vouched, self.occurred, self.at, self.values, self.kind = vouched, occurred, at, values, kind
 
 
 class Batch:
@@ -102,7 +108,7 @@ class Batch:
         self.customers: dict[str, Cust] = {}
         self.new_customers: list[Cust] = []
         self.dirty: dict[str, Cust] = {}
-        # (type, value, customer, strength, rule, evidence event, linked at, anchor key)
+        # (type, value, customer, strength, rule, evidence event, linked at as stored, anchor key)
         self.new_idents: list[tuple] = []
         # (key of the identifier it came through or None, the row without via_identifier_id)
         self.timeline_rows: list[tuple[tuple[str, str] | None, tuple]] = []
@@ -129,6 +135,7 @@ class Sql:
         self.load = "SELECT id, status, merged_into, profile FROM customers WHERE id IN ({}) ORDER BY id" + (
             " FOR UPDATE" if pg else "")  # PostgreSQL: locked until the batch commits (see resolution.py)
         self.suppressed = "SELECT hash FROM suppressions WHERE hash IN ({})"
+        self.any_suppressed = "SELECT 1 FROM suppressions LIMIT 1"
         self.true, self.false = (True, False) if pg else (1, 0)
         # (head, one row) for db.insert_rows: multi-row statements
         self.timeline = (f"INSERT INTO timeline ({', '.join(_TIMELINE_COLUMNS)}) VALUES",
@@ -167,6 +174,8 @@ class BatchResolver:
         self._sql: Sql | None = None
         self.traceparent: str | None = None
         self.now: datetime = now_utc()
+        # (topic, dataschema) of the events attribution writes: looked up once, not per event
+        self._catalog = {t: (entry_for(t).topic.name, entry_for(t).dataschema) for t in (CREATED, LINKED, ATTRIBUTED)}
 
     def sql(self, session: Session) -> Sql:
         if self._sql is None:
@@ -222,10 +231,17 @@ class BatchResolver:
         occurred = interaction.occurred_at
         if occurred.utcoffset():
             occurred = occurred.astimezone(timezone.utc)
-        return Parsed(ids, resolution.is_deterministic(interaction, self.ctx.crm_sources), occurred, values, kind)
+        return Parsed(ids, resolution.is_deterministic(interaction, self.ctx.crm_sources), occurred,
+                      self._sql.time(occurred), values, kind)
 
     def _suppressed(self, conn, ids: list[Normalized]) -> set[str]:
+        """The suppression hashes of ``ids`` on the suppression list. The list is almost
+        always empty: one probe then saves hashing every identifier of the batch and
+        binding thousands of hashes to look up (an erasure committed after the probe is
+        missed just as it would be after the look-up itself)."""
         sql = self._sql
+        if conn.exec_driver_sql(sql.any_suppressed).first() is None:
+            return set()
         hashes = [self.ctx.rules.suppression_hash(n) for n in ids]
         found: set[str] = set()
         for i in range(0, len(hashes), CHUNK):
@@ -247,7 +263,8 @@ class BatchResolver:
             for i in range(0, len(values), CHUNK):
                 chunk = values[i:i + CHUNK]
                 statement = sql.lookup.format(sql.marks(len(chunk)), m=sql.mark)
-                for row_id, kind_, value, customer_id, anchor_id in conn.exec_driver_sql(statement, (kind, *chunk)):
+                rows = conn.exec_driver_sql(statement, (kind, *chunk)).fetchall()  # faster than row by row
+                for row_id, kind_, value, customer_id, anchor_id in rows:
                     idents[(kind_, value)] = Ident(row_id, customer_id, anchor_id)
                     owners.add(customer_id)
         self._load_customers(session, conn, batch, owners)
@@ -259,8 +276,8 @@ class BatchResolver:
         loads = orjson.loads
         for i in range(0, len(wanted), CHUNK):
             chunk = wanted[i:i + CHUNK]
-            for cid, status, merged_into, profile in conn.exec_driver_sql(sql.load.format(sql.marks(len(chunk))),
-                                                                          tuple(chunk)):
+            rows = conn.exec_driver_sql(sql.load.format(sql.marks(len(chunk))), tuple(chunk)).fetchall()
+            for cid, status, merged_into, profile in rows:
                 if isinstance(profile, (str, bytes)):  # SQLite keeps JSON as text; psycopg decodes it
                     profile = loads(profile)
                 batch.customers[cid] = Cust(cid, status, merged_into, profile)
@@ -328,7 +345,7 @@ class BatchResolver:
         occurred = p.occurred
         created = cust is None
         if created:
-            cust = Cust(new_customer_id(), "active", None, None, created_at=occurred, new=True, counts={})
+            cust = Cust(new_customer_id(), "active", None, None, created_at=p.at, new=True, counts={})
         if new:
             counts = self._counts(conn, cust)
             wanted: dict[str, int] = {}
@@ -339,8 +356,8 @@ class BatchResolver:
                 return False
         interaction = envelope.data["interaction"]
         sql = self.sql(session)
-        at = sql.time(occurred)
-        now, traceparent, outbox = self.now, self.traceparent, batch.outbox_rows
+        at = p.at
+        outbox = batch.outbox_rows
         cid = cust.id
         if created:
             batch.customers[cid] = cust
@@ -350,8 +367,7 @@ class BatchResolver:
                     "interaction_id": interaction["interaction_id"],
                     "display_name": interaction["author"].get("display_name")}
             body = orjson.dumps(data)
-            outbox.append(structured_row(CREATED, source=SOURCE, subject=cid, data=body, time=now,
-                                         event_id=event_id, traceparent=traceparent))
+            outbox.append(self._outbox_row(CREATED, cid, event_id, body))
             batch.timeline_rows.append((None, (
                 cid, cid, event_id, CREATED, "identity", at, timeline.summarize(CREATED, data),
                 interaction["source"], interaction["interaction_id"], None, None, None, None, None, sql.false,
@@ -369,14 +385,13 @@ class BatchResolver:
                         platform = {m.type: k for m, k in zip(ids, keys) if m.type in PLATFORM_TYPES}
                     anchor_key = platform.get(n.anchor_type)
                 key = (n.type, n.value)
-                batch.new_idents.append((n.type, n.value, cid, strength, rule, envelope.id, occurred, anchor_key))
+                batch.new_idents.append((n.type, n.value, cid, strength, rule, envelope.id, at, anchor_key))
                 idents[key] = Ident(None, cid, None, anchor_key)
                 counts[n.type] = counts.get(n.type, 0) + 1
                 event_id = new_event_id()
                 body = orjson.dumps({"customer_id": cid, "identifier": {"type": n.type, "value": n.value, "verified": None},
                                      "strength": strength, "rule": rule, "evidence_event_id": envelope.id})
-                outbox.append(structured_row(LINKED, source=SOURCE, subject=cid, data=body, time=now,
-                                             event_id=event_id, traceparent=traceparent))
+                outbox.append(self._outbox_row(LINKED, cid, event_id, body))
         if p.values:
             profile, what = reconcile(cust.profile, p.values, kind=p.kind, at=occurred, origin=cid)
             if what:
@@ -396,12 +411,19 @@ class BatchResolver:
                 "merged_from": None}
         body = orjson.dumps(data)
         event_id = new_event_id()
-        outbox.append(structured_row(ATTRIBUTED, source=SOURCE, subject=cid, data=body, time=now,
-                                     event_id=event_id, traceparent=traceparent))
+        outbox.append(self._outbox_row(ATTRIBUTED, cid, event_id, body))
         via_key = (matched_by.type, matched_by.value) if matched_by else keys[0]
         batch.timeline_rows.append((via_key, self._interaction_row(sql, cid, event_id, data, interaction, at, body)))
         self.ctx.count("created" if created else "attributed")
         return True
+
+    def _outbox_row(self, event_type: str, customer_id: str, event_id: str, body: bytes) -> tuple:
+        """What ``outbox.structured_row`` makes of one of identity's events (subject and
+        partition key: the customer), with the catalog entry looked up once per resolver."""
+        topic, dataschema = self._catalog[event_type]
+        return (event_id, event_type, topic, customer_id, structured_bytes(
+            id=event_id, source=SOURCE, type=event_type, subject=customer_id, time=self.now, dataschema=dataschema,
+            partitionkey=customer_id, traceparent=self.traceparent, data=body))
 
     @staticmethod
     def _interaction_row(sql: Sql, cid: str, event_id: str, data: dict, interaction: dict, at, body: bytes) -> tuple:
@@ -466,16 +488,16 @@ class BatchResolver:
             for cust in batch.new_customers:
                 batch.dirty.pop(cust.id, None)
                 profile = cust.profile
-                rows.append((cust.id, "active", None, sql.time(cust.created_at), stamp, "interaction",
+                rows.append((cust.id, "active", None, cust.created_at, stamp, "interaction",
                              display_name(profile) if profile else None, search_text(profile) if profile else None,
                              orjson.dumps(profile).decode() if profile else None, sql.true))
             db.insert_rows(conn, *sql.customers, rows)
         if batch.new_idents:
             self._insert_identifiers(conn, sql, batch)
         if batch.dirty:
-            db.update_rows(conn, "customers", sql.profile[0], "id", sql.profile[1], [
-                (c.id, orjson.dumps(c.profile).decode(), display_name(c.profile), search_text(c.profile), stamp,
-                 sql.true if c.rematch else sql.false) for c in batch.dirty.values()])
+            rows = [(c.id, orjson.dumps(c.profile).decode(), display_name(c.profile), search_text(c.profile), stamp,
+                     sql.true if c.rematch else sql.false) for c in batch.dirty.values()]
+            db.update_rows(conn, "customers", sql.profile[0], "id", sql.profile[1], rows)
             for c in batch.dirty.values():
                 c.rematch = False
         if batch.timeline_rows:
@@ -500,8 +522,7 @@ class BatchResolver:
         idents = batch.idents
         new = batch.new_idents
         rows = []
-        for kind, value, cid, strength, rule, event_id, occurred, _anchor in new:
-            at = sql.time(occurred)
+        for kind, value, cid, strength, rule, event_id, at, _anchor in new:
             rows.append((kind, value, cid, cid, strength, rule, event_id, None, None, at, at))
         for row_id, kind, value in db.insert_rows(conn, *sql.identifiers, rows, " RETURNING id, type, value"):
             idents[(kind, value)].id = row_id

@@ -59,7 +59,9 @@ def reconcile(profile: dict[str, Any] | None, values: dict[str, Any], *, kind: s
     of order) or ``""`` (nothing)."""
     trust = TRUST.get(kind, 1)
     stamp = at.astimezone(timezone.utc).isoformat()
-    if profile and _already_known(profile, values, trust, stamp):
+    # the name and place the observation gives, worked out once for both steps below
+    full, place = _full_name(values), _place(values)
+    if profile and _already_known(profile, values, trust, stamp, full, place):
         return profile, ""
     profile = dict(profile or {})
     fields = dict(profile.get("fields") or {})
@@ -74,12 +76,10 @@ def reconcile(profile: dict[str, Any] | None, values: dict[str, Any], *, kind: s
             elif not changed:
                 changed = "time"
             fields[name] = {"v": value, "src": kind, "trust": trust, "at": stamp, "from": origin}
-    full = " ".join(v for v in (values.get("given_name"), values.get("surname")) if v)
     for name in (values.get("display_name"), full):
         if name and name not in names and len(names) < MAX_LIST:
             names.append(name)
             changed = "value"
-    place = values.get("location") or ", ".join(v for v in (values.get("city"), values.get("country")) if v)
     if place and place not in locations and len(locations) < MAX_LIST:
         locations.append(place)
         changed = "value"
@@ -87,7 +87,27 @@ def reconcile(profile: dict[str, Any] | None, values: dict[str, Any], *, kind: s
     return profile, changed
 
 
-def _already_known(profile: dict[str, Any], values: dict[str, Any], trust: int, stamp: str) -> bool:
+def _full_name(values: dict[str, Any]) -> str:
+    """Given name and surname, either alone when the other is not known ("" for neither)."""
+    given, surname = values.get("given_name"), values.get("surname")
+    if given and surname:
+        return " ".join((given, surname))
+    return given or surname or ""
+
+
+def _place(values: dict[str, Any]) -> str:
+    """The free-text location, else "city, country" from what of the two is known."""
+    location = values.get("location")
+    if location:
+        return location
+    city, country = values.get("city"), values.get("country")
+    if city and country:
+        return ", ".join((city, country))
+    return city or country or ""
+
+
+def _already_known(profile: dict[str, Any], values: dict[str, Any], trust: int, stamp: str, full: str,
+                   place: str) -> bool:
     """The observation repeats what the profile holds from a source at least as trusted,
     seen no earlier: nothing to do."""
     fields = profile.get("fields") or {}
@@ -99,11 +119,9 @@ def _already_known(profile: dict[str, Any], values: dict[str, Any], trust: int, 
     name = values.get("display_name")
     if name and name not in names and len(names) < MAX_LIST:
         return False
-    full = " ".join(v for v in (values.get("given_name"), values.get("surname")) if v)
     if full and full not in names and len(names) < MAX_LIST:
         return False
     locations = profile.get("locations") or ()
-    place = values.get("location") or ", ".join(v for v in (values.get("city"), values.get("country")) if v)
     return not place or place in locations or len(locations) >= MAX_LIST
 
 
