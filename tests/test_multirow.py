@@ -114,6 +114,9 @@ def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
     values = [datetime(2026, 12, 1, 9, 30, 0, 0, tzinfo=z) for z in zones] + [
         datetime(999, 1, 2, 3, 4, 5, 6), datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc),
         date(2026, 12, 1), None]
-    for value in values:
+    for value in values + values:  # the second time from what it remembered
         assert fast(value) == reference(value), value
+    utc = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+    same_instant = utc.astimezone(timezone(timedelta(hours=1)))
+    assert same_instant == utc and fast(utc) != fast(same_instant) == reference(same_instant)
     assert day(date(2026, 12, 1)) == Date().dialect_impl(dialect).bind_processor(dialect)(date(2026, 12, 1))

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -237,11 +237,22 @@ def _default_sqlite_datetime(impl) -> bool:
 def _sqlite_datetime_text(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """SQLite's DATETIME bind processor for its default storage format, byte for byte
     ("2026-12-01 09:30:00.000000", the time zone dropped), from ``isoformat`` instead of a
-    %-format of seven fields (a third of the cost; datetimes are in every hot write)."""
+    %-format of seven fields (a third of the cost; datetimes are in every hot write), each
+    distinct UTC time once (a batch's rows share their times: "now", the batch's event time).
+    Only UTC times are remembered: equal times in other zones are written differently."""
+    texts: dict[datetime, str] = {}
+
     def process_datetime(value):
-        if type(value) is datetime:
+        if type(value) is not datetime:
+            return process(value)
+        if value.tzinfo is not timezone.utc:
             return value.isoformat(" ", "microseconds")[:26]
-        return process(value)
+        text = texts.get(value)
+        if text is None:
+            if len(texts) >= 10_000:
+                texts.clear()
+            text = texts[value] = value.isoformat(" ", "microseconds")[:26]
+        return text
     return process_datetime
 
 

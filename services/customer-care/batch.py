@@ -97,27 +97,9 @@ class Writer:
         self.dialect = dialect = conn.dialect
         self.mark = db.param_mark(dialect)
         self.quote = dialect.identifier_preparer.quote
-        self._times: dict[datetime, object] = {}
-
-    def _processors(self, table, columns) -> list[tuple[int, object]]:
-        """``db.bind_processors``, the datetimes' formatted once per distinct value."""
-        return [(i, self._time_processor(process) if isinstance(table.c[columns[i]].type, DateTime) else process)
-                for i, process in db.bind_processors(self.dialect, table, columns)]
-
-    def _time_processor(self, process):
-        times = self._times
-
-        def cached(value):
-            if value is None or value.tzinfo is not _UTC:
-                return process(value)
-            found = times.get(value)
-            if found is None:
-                found = times[value] = process(value)
-            return found
-        return cached
 
     def _rows(self, table, columns, rows) -> list:
-        return db.bind_rows(rows, self._processors(table, columns))
+        return db.bind_rows(rows, db.bind_processors(self.dialect, table, columns))
 
     def insert(self, table, columns, rows, *, suffix: str = "") -> None:
         """Multi-row statements (``db.insert_rows``); ``suffix`` (an ``ON CONFLICT``) ends each."""
