@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from socialzone_common.bus import OutgoingMessage
 from socialzone_common.bus.local import LocalBus
+from socialzone_common import db
 from socialzone_common.db import create_db_engine, run_migrations, session_factory
 from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.inbox import handle_once
@@ -237,3 +238,21 @@ async def test_only_one_relay_per_postgres_schema_publishes_the_others_stand_by(
     assert follower is not None
     follower.close()
     engine.dispose()
+
+
+def test_a_batch_claims_only_what_its_group_has_not_handled_each_event_once_in_order(sessions):
+    """inbox.claim_many over more events than one statement takes, from two sources, with
+    events handled before (by this group and by another) and one event twice in the batch."""
+    from socialzone_common.inbox import claim_many
+
+    events = [envelope(n) for n in range(700)]
+    other_source = [e.model_copy(update={"source": "other-source"}) for e in events[:50]]
+    with db.transaction(sessions) as session:
+        assert claim_many(session, group="g", envelopes=events[:300:3]) == events[:300:3]
+        assert claim_many(session, group="h", envelopes=events[300:400]) == events[300:400]
+    batch = events + other_source + [events[5], events[1]]
+    with db.transaction(sessions) as session:
+        fresh = claim_many(session, group="g", envelopes=batch)
+    handled_before = set(e.id for e in events[:300:3])
+    expected = [e for e in events if e.id not in handled_before] + other_source
+    assert fresh == expected

@@ -57,18 +57,20 @@ def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> li
 def unhandled(session: Session, *, group: str, envelopes: list[Envelope]) -> list[Envelope]:
     """The events of a batch that ``group`` has not handled before, in order, each once (a
     read: the batch's inbox rows are written by :func:`record_handled` at its end)."""
-    from sqlalchemy import bindparam, select
-
-    table = InboxEntry.__table__
-    handled = select(table.c.source, table.c.event_id).where(
-        table.c.consumer_group == group, table.c.source == bindparam("source"),
-        table.c.event_id.in_(bindparam("ids", expanding=True)))
-    by_source: dict[str, list[str]] = {}
+    # Driver level, in db.multirow_statements' recurring sizes: every consumed event passes
+    # here, and an expanding IN was rendered (and compiled by SQLite) anew for every batch.
+    by_source: dict[str, list[tuple[str]]] = {}
     for envelope in envelopes:
-        by_source.setdefault(envelope.source, []).append(envelope.id)
+        by_source.setdefault(envelope.source, []).append((envelope.id,))
     conn = session.connection()
-    done = {(r.source, r.event_id) for source, ids in by_source.items()
-            for r in conn.execute(handled, {"source": source, "ids": ids})}
+    mark = db.param_mark(conn.dialect)
+    head = (f"SELECT source, event_id FROM {InboxEntry.__table__.name} WHERE consumer_group = {mark} "
+            f"AND source = {mark} AND event_id IN (")
+    done: set[tuple[str, str]] = set()
+    for source, ids in by_source.items():
+        for statement, parameters in db.multirow_statements(head, mark, ids, ")"):
+            done.update((found_source, event_id) for found_source, event_id
+                        in conn.exec_driver_sql(statement, (group, source, *parameters)).fetchall())
     fresh = []
     for envelope in envelopes:
         if (envelope.source, envelope.id) not in done:

@@ -166,17 +166,18 @@ class Relay:
 
     def _mark(self, ids: list[int], *, error: str | None) -> None:
         # driver-level: SQLAlchemy's expanding IN of up to 500 ids cost more than the update
+        # (in db.multirow_statements' recurring sizes, so each statement text is compiled once)
         with self.sessions() as session:
             connection = session.connection()
             mark = db.param_mark(connection.dialect)
-            where = f"WHERE id IN ({', '.join([mark] * len(ids))})"
             if error is None:
-                connection.exec_driver_sql(
-                    f"UPDATE outbox SET published_at = {mark}, attempts = attempts + 1, last_error = NULL {where}",
-                    (_stored_time(connection.dialect, now_utc()), *ids))
+                head, value = (f"UPDATE outbox SET published_at = {mark}, attempts = attempts + 1, last_error = NULL",
+                               _stored_time(connection.dialect, now_utc()))
             else:
-                connection.exec_driver_sql(f"UPDATE outbox SET attempts = attempts + 1, last_error = {mark} {where}",
-                                           (error[:1000], *ids))
+                head, value = f"UPDATE outbox SET attempts = attempts + 1, last_error = {mark}", error[:1000]
+            for statement, parameters in db.multirow_statements(f"{head} WHERE id IN (", mark,
+                                                                [(i,) for i in ids], ")"):
+                connection.exec_driver_sql(statement, (value, *parameters))
             session.commit()
 
     def _prune(self) -> None:
