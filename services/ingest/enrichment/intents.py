@@ -35,14 +35,14 @@ import re
 
 from socialzone_common.events.common import Intent
 
-from socialzone_ingest.enrichment.text import by_first_char
+from socialzone_ingest.enrichment.text import WordStartPattern
 
 _I = 0  # patterns run on lower-cased text: IGNORECASE would cost 5-8x
-# The long alternations are regrouped at import by their leading characters (text.by_first_char):
-# the same texts match, with a few dozen tries per word instead of hundreds.
+# The long alternations ``\b(?:...)`` are text.WordStartPattern: regrouped at import by their leading
+# characters (a few dozen tries per word instead of hundreds) and tried at word starts only.
 
 # --- complaint ------------------------------------------------------------------------------
-_COMPLAINT = re.compile(r"\b(?:" + by_first_char(
+_COMPLAINT = WordStartPattern(
     r"never (?:arrived|came|showed|received|got|turned up|delivered)|"
     r"(?:hasn'?t|has not|haven'?t|have not|didn'?t|did not|wasn'?t|was not|not been|never been) "
     r"(?:\w+ )?(?:arrived|come|shown up|showed up|delivered|received|refunded|fixed|resolved|processed|answered|replied|called)|"
@@ -85,24 +85,24 @@ _COMPLAINT = re.compile(r"\b(?:" + by_first_char(
     r"embarrassing|zero (?:solutions|help|support|response)|hung up|soaked|ripped|torn|leaking|"
     r"why would you|breaks?|still hasn'?t|still can'?t|lost connection|goes (?:out|down|off)|cuts? out|"
     r"every (?:evening|night|morning|day|time i)|for weeks|unpaid|opted out|drove off|stolen|"
-    r"charges? for|paying more for less|rip off|annoy\w*|angry|fuming|livid|furious|gutted|sucks?") + r")(?!\w)", _I)
-_WAIT = re.compile(
-    r"\b(?:\d+|an?|one|two|three|four|five|six|several|many)\s*(?:hours?|hrs?|mins?|minutes?|days?|weeks?)\b"
-    r"[^.!?]{0,30}?\b(?:on hold|hold|wait\w*|delay\w*|late|stuck|tarmac|no (?:ac|updates?|reply|response))", _I)
-_SARCASTIC_PRAISE = re.compile(r"\b(?:" + by_first_char(
+    r"charges? for|paying more for less|rip off|annoy\w*|angry|fuming|livid|furious|gutted|sucks?", r"(?!\w)")
+_WAIT = WordStartPattern(
+    r"(?:\d+|an?|one|two|three|four|five|six|several|many)\s*(?:hours?|hrs?|mins?|minutes?|days?|weeks?)\b"
+    r"[^.!?]{0,30}?\b(?:on hold|hold|wait\w*|delay\w*|late|stuck|tarmac|no (?:ac|updates?|reply|response))")
+_SARCASTIC_PRAISE = WordStartPattern(
     r"thanks for nothing|thanks a lot|thanks for that|really appreciate it|love (?:it|spending|being|waiting|sitting)|"
     r"great,? just great|oh great|great job|nice quality control|brilliant\.|fantastic\.|generous\.|"
     r"impressive consistency|truly living the dream|so glad i spent|yay,|what a surprise|classy|"
-    r"congratulations|outdone yourselves|my foot|witchcraft(?!\.)|\bsmh\b") + ")", _I)
+    r"congratulations|outdone yourselves|my foot|witchcraft(?!\.)|\bsmh\b")
 
-_RESOLVED = re.compile(r"\b(?:" + by_first_char(
+_RESOLVED = WordStartPattern(
     r"fixed|solved|sorted|resolved|replac\w+|restored|called me back|caught|without any fuss|in \d+ minutes|"
-    r"in under|within \w+ (?:minutes|hours)|no (?:outages|issues|problems) since") + r")\b", _I)
+    r"in under|within \w+ (?:minutes|hours)|no (?:outages|issues|problems) since", r"\b")
 _NEUTRAL_ASK = re.compile(
     r"^\W*(?:@\w+\s+)*(?:hi|hey|hello)?\W*(?:@\w+\s+)*(?:how|what|when|where|which|can|could|do|does|is|are|will|would)\b[^.!]*\?\s*$", _I)
-_STRONG_COMPLAINT = re.compile(r"\b(?:" + by_first_char(
+_STRONG_COMPLAINT = WordStartPattern(
     r"used to be|price hikes?|worse|not (?:resolved|fixed|working)|never (?:arrived|came)|still (?:no|not|waiting)|"
-    r"thanks for (?:nothing|that)") + r")\b", _I)
+    r"thanks for (?:nothing|that)", r"\b")
 
 # --- question -------------------------------------------------------------------------------
 _SENTENCE_END = re.compile(r"[.!?\n]+")
@@ -110,16 +110,16 @@ _QUESTION_OPENER = re.compile(
     r"(?:^|[\s,:;-])(?:what|what'?s|where|where'?s|when|why|who|whom|which|how|is|are|am|was|were|do|does|did|"
     r"can|could|will|would|should|shall|may|have|has|any|anyone|anybody|someone|somebody|is there|"
     r"are there|wondering|thoughts|ideas)\b", _I)
-_RHETORICAL = re.compile(r"\b(?:" + by_first_char(
+_RHETORICAL = WordStartPattern(
     r"how is (?:that|this) (?:even )?possible|what a|seriously\?|really\?|hello\?|you kidding|"
-    r"which is it|is anyone reading these|is that too much to ask|this is how|is this how") + r")\b", _I)
+    r"which is it|is anyone reading these|is that too much to ask|this is how|is this how", r"\b")
 _SHORT_QUESTION = re.compile(r"(?:^|[.!]\s*)(?!hello|seriously|really|why not|what|huh)[a-z]+\?", _I)
-_QUESTION_NO_MARK = re.compile(r"\b(?:" + by_first_char(
+_QUESTION_NO_MARK = WordStartPattern(
     r"does anyone know|anyone know|quick question|quick one|can (?:someone|anyone|you) (?:dm|help|explain|tell|confirm|look)|"
-    r"how do i|how can i|is there a way|wondering if|i was wondering|please advise|any update on") + r")\b", _I)
+    r"how do i|how can i|is there a way|wondering if|i was wondering|please advise|any update on", r"\b")
 
 # --- purchase intent -------------------------------------------------------------------------
-_PURCHASE = re.compile(r"\b(?:" + by_first_char(
+_PURCHASE = WordStartPattern(
     r"where (?:can|could|do|should) (?:i|we|you) (?:buy|get|order|find|purchase)|where to (?:buy|get|order)|"
     r"(?:who|which shops?|what stores?|anybody know a shop|anyone know a shop)[^.?!]{0,20}\bsells?\b|shop near|"
     r"(?:want|wanna|(?<!if you )need|looking|planning|plan|going|thinking|considering|tempted|ready|about|keen|hoping|saving|excited|can'?t wait)"
@@ -137,10 +137,10 @@ _PURCHASE = re.compile(r"\b(?:" + by_first_char(
     r"anyone using|does (?:acme|@?\w+ bank) charge|is [\w ]{2,20} any good|from @?\w+ to @?\w+ next|"
     r"need (?:them|it|this|one|these) in my life|pick(?:ing)? up (?:a|an|the|one)|best place to (?:buy|get|order)|"
     r"which (?:plan|model|one|version|size|package|tier) (?:is|should|would)|worth (?:buying|getting|the money|upgrading)|"
-    r"(?:should|do) i (?:buy|get|order|wait|upgrade)|take my money|ditching @?\w+ for") + ")", _I)
+    r"(?:should|do) i (?:buy|get|order|wait|upgrade)|take my money|ditching @?\w+ for")
 
 # --- praise ---------------------------------------------------------------------------------
-_PRAISE = re.compile(r"\b(?:" + by_first_char(
+_PRAISE = WordStartPattern(
     r"thanks?|thank you|thx|ty|appreciate\w*|grateful|love|loved|loving|lovely|great|amazing|awesome|excellent|"
     r"fantastic|brilliant|superb|stellar|outstanding|impressed|impressive|kudos|props|shout ?out|legends?|"
     r"rocks|nailed|best (?:\w+ )?(?:ever|purchase|service|customer|delivery|experience|vacuum)|best [\w ]{1,20} i'?ve|"
@@ -151,11 +151,11 @@ _PRAISE = re.compile(r"\b(?:" + by_first_char(
     r"perfect|finally got|unbeatable|deserves a raise|helpful|not bad|solved|sorted|fixed (?:my|the|it)|called me back|"
     r"(?:arrived|landed|delivered) (?:on time|early)|how good|solid|top notch|happy camper|top service|painless|"
     r"going strong|well organi[sz]ed|marry me|(?:best|smoothest|fastest|easiest|nicest|friendliest|quickest)\b[^.!?]{0,30}\b(?:ever|i'?ve)|"
-    r"surprised how good|a day early|hero|lifesaver|life saver") + r")\b", _I)
+    r"surprised how good|a day early|hero|lifesaver|life saver", r"\b")
 _PRAISE_EMOJI = ("😍", "❤️", "🙌", "🥰", "👏")
 
 # --- churn risk -----------------------------------------------------------------------------
-_CHURN = re.compile(r"\b(?:" + by_first_char(
+_CHURN = WordStartPattern(
     r"(?<!you )(?<!they )(?<!u )cancel+(?:ing|ed)? my|(?:^|[.!] )(?:cancel+ed|unsubscribed)[.!]|cancel+ing (?:my|our|the|it|today)|(?:want|going|about|trying|how) to cancel|"
     r"i'?m cancel+ing|i'?ll (?:be )?cancel+(?:ing)?|cancel (?:acme|my|our)|easiest way to cancel|"
     r"close (?:my|our) (?:@?\w+ )?account|closing (?:my|our) (?:@?\w+ )?account|contract (?:with @?\w+ )?ends|closing the account|"
@@ -170,17 +170,17 @@ _CHURN = re.compile(r"\b(?:" + by_first_char(
     r"early termination fee|i'?ll take the train|had their chance|had a good run|last straw|"
     r"cancel+ing @?\w+|never (?:book|fly|order|buy|use|shop|stay)\w*[^.!?]{0,25} again|terminat\w+ (?:my|the|our)|"
     r"ditch\w*|unsubscrib\w*|lost a [\w ]{0,20}customer|away from @?\w+|(?:find|look\w* for) (?:a new|another) "
-    r"(?:bank|provider|supplier|carrier|airline|isp)") + r")(?!\w)", _I)
-_CHURN_THREAT = re.compile(
-    r"\b(?:if|one more|again)\b[^.!]{0,60}\b(?:cancel\w*|switch\w*|leav\w*)\b"
-    r"|\bor (?:i'?m|i am|i will|i'?ll|we'?re|we will) (?:going to|switching|moving|leaving|cancel)"
-    r"|\b(?:getting|buying|going with|switching to)\b[^.!?]{0,40}\binstead\b", _I)
+    r"(?:bank|provider|supplier|carrier|airline|isp)", r"(?!\w)")
+_CHURN_THREAT = WordStartPattern(
+    r"(?:if|one more|again)\b[^.!]{0,60}\b(?:cancel\w*|switch\w*|leav\w*)\b"
+    r"|or (?:i'?m|i am|i will|i'?ll|we'?re|we will) (?:going to|switching|moving|leaving|cancel)"
+    r"|(?:getting|buying|going with|switching to)\b[^.!?]{0,40}\binstead\b")
 _CHURN_THREAT_GATE = ("if", "one more", "again", "or ", "instead")
 _WAIT_GATE = ("hour", "hr", "min", "day", "week")
-_CHURN_COMPETITOR = re.compile(r"\b(?:considering|thinking (?:of|about)|tempted by)\b[^.!?]{0,40}\b(?:instead of)\b", _I)
+_CHURN_COMPETITOR = WordStartPattern(r"(?:considering|thinking (?:of|about)|tempted by)\b[^.!?]{0,40}\b(?:instead of)\b")
 
 # --- referral -------------------------------------------------------------------------------
-_REFERRAL = re.compile(r"\b(?:" + by_first_char(
+_REFERRAL = WordStartPattern(
     r"(?<!can anyone )(?<!can someone )(?<!could anyone )(?<!can you )(?:highly recommend|would recommend|"
     r"(?:i )?recommend (?:it|them|acme|@?\w+ to|the|to)|can'?t recommend|recommending|recommended (?:the|it|acme|[\w ]{1,30} to))|"
     r"you (?:guys |all |should )*(?:should|gotta|have to|need to|must) (?:try|check out|get|switch|go with)|should check out|"
@@ -189,7 +189,7 @@ _REFERRAL = re.compile(r"\b(?:" + by_first_char(
     r"here'?s mine|go with (?:acme|@?\w+)|just get the|just try it|try @\w+|(?:@\w+ )?try acme|"
     r"signed up because|signed up already|i'?m converted|switched my whole family|, recommend(?:ed)?[.!]?$|"
     r"told (?:her|him|them|my \w+|everyone) to (?:get|try|buy|use|switch)|convinced [\w ]{1,30} to (?:switch|try|get|buy|join)|"
-    r"invite (?:link|code)|recommend \d+ ?%|go for it|get one,|thank me later") + ")", _I)
+    r"invite (?:link|code)|recommend \d+ ?%|go for it|get one,|thank me later")
 
 
 def detect_intents(text: str, *, sentiment_label: str | None, sentiment_score: float | None,
@@ -200,23 +200,23 @@ def detect_intents(text: str, *, sentiment_label: str | None, sentiment_score: f
     """
     lowered = text.lower().replace("’", "'")
     found: list[Intent] = []
-    purchase = _PURCHASE.search(lowered) is not None
-    churn = (_CHURN.search(lowered) is not None
-             or (any(g in lowered for g in _CHURN_THREAT_GATE) and _CHURN_THREAT.search(lowered) is not None)
-             or ("instead of" in lowered and _CHURN_COMPETITOR.search(lowered) is not None))
-    referral = _REFERRAL.search(lowered) is not None
+    purchase = _PURCHASE.found(lowered)
+    churn = (_CHURN.found(lowered)
+             or (any(g in lowered for g in _CHURN_THREAT_GATE) and _CHURN_THREAT.found(lowered))
+             or ("instead of" in lowered and _CHURN_COMPETITOR.found(lowered)))
+    referral = _REFERRAL.found(lowered)
 
-    complaint_cue = _COMPLAINT.search(lowered) is not None or (
-        any(g in lowered for g in _WAIT_GATE) and _WAIT.search(lowered) is not None)
-    praise_cue = (addressed or complaint_cue) and (_PRAISE.search(lowered) is not None or any(e in text for e in _PRAISE_EMOJI))
+    complaint_cue = _COMPLAINT.found(lowered) or (
+        any(g in lowered for g in _WAIT_GATE) and _WAIT.found(lowered))
+    praise_cue = (addressed or complaint_cue) and (_PRAISE.found(lowered) or any(e in text for e in _PRAISE_EMOJI))
     # sarcasm and strong wording are only looked for where they can change the outcome: without
     # a praise cue, a complaint cue makes a complaint anyway unless the sentiment is positive
     sarcastic = (praise_cue or (complaint_cue and sentiment_label == "positive")) and (
-        _SARCASTIC_PRAISE.search(lowered) is not None)
-    resolved = praise_cue and not sarcastic and _RESOLVED.search(lowered) is not None
+        _SARCASTIC_PRAISE.found(lowered))
+    resolved = praise_cue and not sarcastic and _RESOLVED.found(lowered)
     strong = complaint_cue and not sarcastic and (
         (sentiment_label == "positive" and not resolved) or (praise_cue and addressed)) and (
-        _STRONG_COMPLAINT.search(lowered) is not None)
+        _STRONG_COMPLAINT.found(lowered))
     if complaint_cue and not resolved and (sentiment_label != "positive" or sarcastic or strong):
         found.append("complaint")
     elif (addressed and sentiment_label == "negative" and sentiment_score is not None and sentiment_score <= -0.6
@@ -231,12 +231,12 @@ def detect_intents(text: str, *, sentiment_label: str | None, sentiment_score: f
         for m in _SENTENCE_END.finditer(lowered):
             sentence = lowered[start:m.end()]
             start = m.end()
-            if "?" in m.group(0) and _QUESTION_OPENER.search(sentence) and not _RHETORICAL.search(sentence):
+            if "?" in m.group(0) and _QUESTION_OPENER.search(sentence) and not _RHETORICAL.found(sentence):
                 question = True
                 break
         if not question and _SHORT_QUESTION.search(lowered):
             question = True
-    if not question and _QUESTION_NO_MARK.search(lowered) is not None:
+    if not question and _QUESTION_NO_MARK.found(lowered):
         question = True
     if question:
         found.append("question")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from vaderSentiment import vaderSentiment as _vader
 
-from socialzone_ingest.enrichment.text import TOKEN_RE, by_first_char
+from socialzone_ingest.enrichment.text import WordStartPattern, tokens
 
 LABELS = ("negative", "neutral", "positive")
 MODEL_FILE = "sentiment_model.json"
@@ -44,31 +44,32 @@ _TIME_UNIT = r"(?:hours?|hrs?|h|mins?|minutes?|days?|weeks?|months?)"
 _QTY = r"(?:\d+(?:\.\d+)?\+?|an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|several|many|multiple|few|couple(?: of)?)"
 _WAIT_CONTEXT = (r"(?:on hold|hold|wait\w*|delay\w*|late|stuck|sitting|sat|stranded|queue\w*|"
                  r"no (?:response|reply|answer|update|word)|nothing|still|tarmac|in line|ago|now)")
-# regrouped by their leading characters (text.by_first_char): the same matches, far fewer tries
-CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("wait", re.compile(
-        by_first_char(rf"\b{_QTY}\s*{_TIME_UNIT}\b[^.!?]{{0,40}}?\b{_WAIT_CONTEXT}"
-        rf"|\b(?:on hold|waited|waiting|wait|delayed|stuck|sat|sitting|stranded)\b[^.!?]{{0,25}}?\b(?:for|over|about|almost|nearly)?\s*{_QTY}\s*{_TIME_UNIT}\b"),
+# text.WordStartPattern: regrouped by their leading characters and tried at word starts only
+# (each is ``\b(?:...)``): the same texts match, far fewer tries
+CUES: tuple[tuple[str, WordStartPattern], ...] = (
+    ("wait", WordStartPattern(
+        rf"{_QTY}\s*{_TIME_UNIT}\b[^.!?]{{0,40}}?\b{_WAIT_CONTEXT}"
+        rf"|(?:on hold|waited|waiting|wait|delayed|stuck|sat|sitting|stranded)\b[^.!?]{{0,25}}?\b(?:for|over|about|almost|nearly)?\s*{_QTY}\s*{_TIME_UNIT}\b",
         )),
-    ("never_arrived", re.compile(
-        by_first_char(r"\b(?:never|still (?:has ?n[o']t|have ?n[o']t|not|no|hasnt|havent|waiting)|has ?n[o']t|have ?n[o']t|hasnt|havent|didn'?t|did not|not yet|yet to|"
+    ("never_arrived", WordStartPattern(
+        r"(?:never|still (?:has ?n[o']t|have ?n[o']t|not|no|hasnt|havent|waiting)|has ?n[o']t|have ?n[o']t|hasnt|havent|didn'?t|did not|not yet|yet to|"
         r"(?:was|were|is|are|has been|have been) not|wasn'?t|weren'?t|isn'?t|aren'?t)\b"
-        r"[^.!?]{0,25}?\b(?:arriv|receiv|deliver|show|turn|respon|repl|call|refund|get|got|hear|heard|come|came|ship|fix|resolv|process)"),
+        r"[^.!?]{0,25}?\b(?:arriv|receiv|deliver|show|turn|respon|repl|call|refund|get|got|hear|heard|come|came|ship|fix|resolv|process)",
         )),
-    ("still", re.compile(r"\bstill\b")),
-    ("again", re.compile(
-        by_first_char(r"\b(?:again|yet another|another (?:delay|cancel\w*|issue|problem|outage)|(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) time|every (?:single )?time|keeps? (?:\w+ing)|for the \w+ time)\b"),
-        )),
-    ("problem", re.compile(
-        by_first_char(r"\b(?:cancel+ed|cancel+ation|delay(?:ed|s)?|lost|missing|broken|broke|damaged|refund|stuck|rude|missed|stranded|"
+    ("still", WordStartPattern(r"still\b")),
+    ("again", WordStartPattern(
+        r"again|yet another|another (?:delay|cancel\w*|issue|problem|outage)|(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) time|every (?:single )?time|keeps? (?:\w+ing)|for the \w+ time",
+        r"\b")),
+    ("problem", WordStartPattern(
+        r"cancel+ed|cancel+ation|delay(?:ed|s)?|lost|missing|broken|broke|damaged|refund|stuck|rude|missed|stranded|"
         r"overbooked|overcharged|charged twice|double charged|outage|down again|not working|doesn'?t work|won'?t work|crash\w*|"
         r"worst|terrible|horrible|awful|useless|ridiculous|unacceptable|disappoint\w*|frustrat\w*|no one|nobody|"
-        r"hung up|on hold|never again|waste|scam|fail\w*|error|bug|glitch|late|wrong)\b"),
-        )),
-    ("praise_word", re.compile(
-        by_first_char(r"\b(?:great|thanks?|thank you|thx|ty|love|loved|awesome|nice|wonderful|fantastic|brilliant|perfect|amazing|"
-        r"good job|well done|way to go|kudos|bravo|impressive|appreciate\w*|excellent|superb|stellar)\b"),
-        )),
+        r"hung up|on hold|never again|waste|scam|fail\w*|error|bug|glitch|late|wrong",
+        r"\b")),
+    ("praise_word", WordStartPattern(
+        r"great|thanks?|thank you|thx|ty|love|loved|awesome|nice|wonderful|fantastic|brilliant|perfect|amazing|"
+        r"good job|well done|way to go|kudos|bravo|impressive|appreciate\w*|excellent|superb|stellar",
+        r"\b")),
 )
 # substrings one of which any match contains (skips the regex on most texts); None: always run
 _CUE_GATES: dict[str, tuple[str, ...] | None] = {
@@ -82,10 +83,11 @@ _CUE_GATES: dict[str, tuple[str, ...] | None] = {
 _CUE_PATTERNS = tuple((f"__cue_{name}__", pattern, _CUE_GATES[name]) for name, pattern in CUES)
 _CUE_WAIT = dict(CUES)["wait"]
 _N_SCALAR = _vader.N_SCALAR
-_SARCASM_HINT = re.compile(by_first_char(r"\b(?:not|thanks for nothing|so much for|yeah right|sure|as usual|of course|"
-                           r"how (?:nice|great|lovely)|just great|just perfect|love (?:it )?when|"
-                           r"love (?:how|that|waiting|being|sitting|spending)|great job|good job|well done|"
-                           r"way to go|nice job|kudos)\b"))
+_SARCASM_HINT = WordStartPattern(
+    r"not|thanks for nothing|so much for|yeah right|sure|as usual|of course|"
+    r"how (?:nice|great|lovely)|just great|just perfect|love (?:it )?when|"
+    r"love (?:how|that|waiting|being|sitting|spending)|great job|good job|well done|"
+    r"way to go|nice job|kudos", r"\b")
 
 
 @lru_cache(maxsize=1)
@@ -153,7 +155,7 @@ def featurize(text: str) -> tuple[list[str], tuple[float, float, float]]:
     pos = neg = 0.0
     boost = 0.0
     upper_words = 0
-    for raw in TOKEN_RE.findall(text):
+    for raw in tokens(text):
         info = cache.get(raw)
         if info is None:
             info = _token_info(raw)
@@ -199,15 +201,15 @@ def _cue_names(lowered: str, upper_words: int) -> list[str]:
     """The cue tokens of a lower-cased text, in feature order."""
     names: list[str] = []
     for name, pattern, gate in _CUE_PATTERNS:
-        if (gate is None or any(g in lowered for g in gate)) and pattern.search(lowered):
+        if (gate is None or any(g in lowered for g in gate)) and pattern.found(lowered):
             names.append(name)
-    if "__cue_wait__" not in names and _DIGIT_H_RE.search(lowered) and _CUE_WAIT.search(lowered):
+    if "__cue_wait__" not in names and _DIGIT_H_RE.search(lowered) and _CUE_WAIT.found(lowered):
         names.append("__cue_wait__")
     if "__cue_praise_word__" in names and (
             "__cue_wait__" in names or "__cue_never_arrived__" in names or "__cue_problem__" in names
             or "__cue_again__" in names):
         names.append("__cue_praise_in_complaint__")
-        if _SARCASM_HINT.search(lowered):
+        if _SARCASM_HINT.found(lowered):
             names.append("__cue_sarcasm__")
     if upper_words >= 2:
         names.append("__cue_shouting__")
@@ -269,7 +271,7 @@ class SentimentModel:
         pos = neg = 0.0
         boost = 0.0
         upper_words = 0
-        for raw in TOKEN_RE.findall(text):
+        for raw in tokens(text):
             info = cache.get(raw)
             if info is None:
                 info = self._weighted_info(raw)

@@ -11,8 +11,10 @@ import re
 URL_RE = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'`]+", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?)]}'\""
 # @handle as X, Instagram and Mastodon write it (user@instance for Mastodon); not e-mail addresses.
-MENTION_RE = re.compile(r"(?<![\w@/.])@([A-Za-z0-9_]{1,30}(?:@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?)")
-HASHTAG_RE = re.compile(r"(?<![\w&#/])#(\w*[^\W\d_]\w*)")
+# The lookbehind (the character before the @ / #) comes after the @ / # it is about: a pattern
+# that starts with a literal lets re jump from one @ to the next instead of trying every position.
+MENTION_RE = re.compile(r"@(?<![\w@/.]@)([A-Za-z0-9_]{1,30}(?:@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?)")
+HASHTAG_RE = re.compile(r"#(?<![\w&#/]#)(\w*[^\W\d_]\w*)")
 
 # One pass that the sentiment model, the intent rules and keywords share. Order matters:
 # URLs, handles and hashtags first, then emoticons, words (with inner apostrophes), runs of
@@ -27,6 +29,18 @@ TOKEN_RE = re.compile(
     r"|[^\w\s]",
     re.UNICODE,
 )
+
+# TOKEN_RE behind the whitespace before its token, in one match: findall steps over a run of
+# spaces at once instead of failing every alternative at each of them. Every other character
+# starts a token, so the tokens are the same. Trailing whitespace is stripped first (each of its
+# positions would otherwise scan to the end of the text: quadratic).
+_TOKEN_AFTER_SPACE_RE = re.compile(r"\s*+(" + TOKEN_RE.pattern + ")")
+
+
+def tokens(text: str) -> list[str]:
+    """``TOKEN_RE.findall(text)``, faster."""
+    return _TOKEN_AFTER_SPACE_RE.findall(text.rstrip())
+
 
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are aren't as at be because been before
@@ -59,9 +73,17 @@ def find_hashtags(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys("#" + m.group(1) for m in HASHTAG_RE.finditer(text)))
 
 
+def might_have_url(text: str) -> bool:
+    """False if ``URL_RE`` cannot match: it needs ``://`` or ``www.`` in any case (only w and W
+    match a ``w`` under IGNORECASE, and only they lower-case to it)."""
+    return "://" in text or "www." in text.lower()
+
+
 def strip_entities(text: str) -> str:
     """The text without URLs and @handles (what language detection and keywords look at)."""
-    return MENTION_RE.sub(" ", URL_RE.sub(" ", text))
+    if might_have_url(text):
+        text = URL_RE.sub(" ", text)
+    return MENTION_RE.sub(" ", text) if "@" in text else text
 
 
 _KW_TOKEN_RE = re.compile(r"[^\W\d_][\w'’-]*[^\W_]|[^\W\d_]|[.,;:!?()\[\]{}\"“”|/\\…–—#@&*+=<>]+|\s-\s", re.UNICODE)
@@ -235,3 +257,142 @@ def _trie(alternatives: list[str]) -> str:
     # behind any other atom (``\\b``, ``\\d+``) the rest is regrouped as well: ``\\b(?:a|b)``
     branches += [atom + "(?:" + _trie(rests) + ")" for atom, rests in other.items()]
     return "|".join(branches)
+
+
+# --- searching from word starts only ---------------------------------------------------------
+# ``re.search(r"\b(?:...)")`` calls the matcher at every character of the text (~25 ns each) and
+# tries the alternatives at every word boundary (the end of a word as well as its start). Most
+# alternatives start with a word character, so a match can only begin just after a non-word
+# character or at position 0: a pattern that *starts with* that non-word character lets re skip
+# to the candidates with its fast character-set scan and test only real word starts.
+# ``WordStartPattern`` does that, for callers that only ask *whether* there is a match.
+
+# ASCII characters other than [0-9A-Za-z_]: \w's complement on an ASCII text (a bitmap for re)
+_ASCII_NON_WORD = r"[\x00-/:-@\[-^`{-\x7f]"
+# any character that is not \w: the class lets re skip ASCII word characters, the lookbehind
+# drops non-ASCII word characters (é, 中)
+_ANY_NON_WORD = r"[^0-9A-Za-z_](?<=\W)"
+_WORD_ATOM = re.compile(r"\\[dw]|\[(?:[A-Za-z0-9_](?:-[A-Za-z0-9_])?)+\]")
+_NON_WORD_CLASS = re.compile(r"\[[^\w\\\]\[^-]+\]")
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"          # re's \w on str patterns
+
+
+def _non_word_starts(alternative: str) -> list[str] | None:
+    """The characters (as pattern atoms) that ``alternative`` can start with, if it must start
+    with one of a few literal non-word characters (``,x``, ``\\?x``, ``[.!]x``); else None."""
+    atom = _leading_atom(alternative)
+    if atom != _atom_end_atom(alternative):
+        return None                                  # quantified: ``!+``, `` ?``
+    if len(atom) == 1 and atom not in _SPECIAL and not _is_word_char(atom):
+        return [atom]
+    if len(atom) == 2 and atom[0] == "\\" and not atom[1].isalnum():
+        return [atom]
+    if _NON_WORD_CLASS.fullmatch(atom):
+        return [re.escape(c) for c in dict.fromkeys(atom[1:-1])]
+    return None
+
+
+def _leading_lookbehinds(alternative: str) -> tuple[list[str], str]:
+    """The lookbehinds ``(?<=...)`` / ``(?<!...)`` that ``alternative`` starts with, and the rest."""
+    behind = []
+    while alternative.startswith(("(?<=", "(?<!")):
+        end = _atom_end(alternative, 0)
+        behind.append(alternative[:end])
+        alternative = alternative[end:]
+    return behind, alternative
+
+
+def _atom_end_atom(alternative: str) -> str:
+    """The first atom of ``alternative`` without its quantifier."""
+    return alternative[:_atom_end(alternative, 0)]
+
+
+def _starts_with_word_char(alternative: str) -> bool:
+    """Whether every match of ``alternative`` starts with a word character."""
+    first = _leading_literal(alternative)
+    if first is not None:
+        return _is_word_char(first)
+    atom = _leading_atom(alternative)
+    base = _atom_end_atom(alternative)
+    return atom[len(base):] in ("", "+", "+?") and _WORD_ATOM.fullmatch(base) is not None
+
+
+def _split_by_first_char(alternation: str) -> tuple[list[str], list[str], list[tuple[str, str]], list[str]]:
+    """The alternatives of ``\\b(?:alternation)`` by where a match can start: (at a word start,
+    only at position 0, after a word character as (first character, rest), anywhere else)."""
+    word: list[str] = []
+    at_start: list[str] = []
+    after_word: list[tuple[str, str]] = []
+    other: list[str] = []
+    pending = [x for a in split_alternatives(alternation) for x in _expand_leading_group(a)]
+    while pending:
+        alternative = pending.pop(0)
+        while alternative.startswith("\\b"):        # already at a word boundary
+            alternative = alternative[2:]
+        if not alternative:
+            other.append(alternative)
+        elif alternative[0] == "^":
+            at_start.append(alternative[1:])          # \b^x: x at position 0
+        elif alternative[0] not in _SPECIAL and alternative[1:2] == "?" and alternative[2:3] not in ("?", "+"):
+            pending[:0] = [alternative[0] + alternative[2:], *_expand_leading_group(alternative[2:])]  # optional char
+        elif _starts_with_word_char(alternative):
+            word.append(alternative)
+        elif (starts := _non_word_starts(alternative)) is not None:
+            rest = alternative[_atom_end(alternative, 0):]
+            after_word += [(char, rest) for char in starts]
+        else:
+            other.append(alternative)
+    return word, at_start, after_word, other
+
+
+class WordStartPattern:
+    """``re.compile(r"\\b(?:" + alternation + ")" + suffix)`` for callers that ask whether it
+    matches: ``found(text)``. The same texts match (the alternatives are regrouped as in
+    ``by_first_char``, and so must have no capturing groups), in about half the time.
+    """
+
+    __slots__ = ("pattern", "_at_start", "_after_ascii", "_after_any", "_other")
+
+    def __init__(self, alternation: str, suffix: str = "") -> None:
+        self.pattern = r"\b(?:" + alternation + ")" + suffix
+        if re.compile(self.pattern).groups:
+            raise ValueError("WordStartPattern: capturing groups would be duplicated")
+        word, at_start, after_word, other = _split_by_first_char(alternation)
+        self._at_start = self._after_ascii = self._after_any = self._other = None
+        if word or at_start:     # a match starting with a word character at position 0
+            self._at_start = re.compile(r"\b(?:" + _trie(word + at_start) + ")" + suffix).match
+        # Everywhere else a match starts just after a non-word character: with a word character,
+        # or (alternatives that start with a non-word character ``c``, where \b means a word
+        # character before ``c``) with ``c`` itself. The scan below consumes ``c``, so those come
+        # in as ``f(?<=\wcf)...``: behind their first character ``f``, as few candidates get
+        # that far; where that character is not a literal they get a search of their own.
+        after_non_word = list(word)
+        after_word_searches = []
+        for char, tail in after_word:
+            behind, tail = _leading_lookbehinds(tail)
+            for rest in _expand_leading_group(tail):
+                first = _leading_literal(rest)
+                if first is None:
+                    after_word_searches.append(rf"{char}(?<=\w{char})" + "".join(behind) + rest)
+                else:    # each lookbehind one character later: past ``first`` as well
+                    first_ = re.escape(first)
+                    checks = "".join(f"{b[:-1]}{first_})" for b in (rf"(?<=\w{char})", *behind))
+                    after_non_word.append(first + checks + rest[1:])
+        if after_non_word:
+            body = "(?:" + _trie(after_non_word) + ")" + suffix
+            self._after_ascii = re.compile(_ASCII_NON_WORD + body).search
+            self._after_any = re.compile(_ANY_NON_WORD + body).search
+        if after_word_searches or other:
+            alternatives = after_word_searches + ([r"\b(?:" + _trie(other) + ")"] if other else [])
+            self._other = re.compile("(?:" + "|".join(alternatives) + ")" + suffix).search
+
+    def found(self, text: str) -> bool:
+        if self._at_start is not None and self._at_start(text) is not None:
+            return True
+        if self._after_ascii is not None and (
+                self._after_ascii if text.isascii() else self._after_any)(text) is not None:
+            return True
+        return self._other is not None and self._other(text) is not None
