@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -62,7 +63,7 @@ class CatalogEntry:
     model: type[Event]
     summary: str
 
-    @property
+    @cached_property  # asked for every event written
     def dataschema(self) -> str:
         return f"urn:socialzone:event:{self.type}:v{self.version}"
 
@@ -96,11 +97,13 @@ class Event(BaseModel):
 
 
 def entry_for(event_type: str) -> CatalogEntry:
-    load_catalog()
-    try:
-        return CATALOG[event_type]
-    except KeyError:
-        raise KeyError(f"unknown event type {event_type!r}: not in the catalog") from None
+    entry = CATALOG.get(event_type)
+    if entry is None:  # the event modules import on first use (asked for every event written)
+        load_catalog()
+        entry = CATALOG.get(event_type)
+        if entry is None:
+            raise KeyError(f"unknown event type {event_type!r}: not in the catalog")
+    return entry
 
 
 def load_catalog() -> dict[str, CatalogEntry]:

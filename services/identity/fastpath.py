@@ -36,10 +36,9 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
 from socialzone_common import db, telemetry
-from socialzone_common.catalog import entry_for
-from socialzone_common.envelope import Envelope, new_event_id, now_utc, structured_bytes
+from socialzone_common.envelope import Envelope, new_event_id, now_utc
 from socialzone_common.events.ingest import InteractionRecorded
-from socialzone_common.outbox import enqueue_structured
+from socialzone_common.outbox import enqueue_structured, structured_row
 from socialzone_identity import resolution, timeline
 from socialzone_identity.identifiers import PLATFORM_TYPES, Normalized, type_strength
 from socialzone_identity.models import Customer, IdentifierLink
@@ -174,8 +173,6 @@ class BatchResolver:
         self._sql: Sql | None = None
         self.traceparent: str | None = None
         self.now: datetime = now_utc()
-        # (topic, dataschema) of the events attribution writes: looked up once, not per event
-        self._catalog = {t: (entry_for(t).topic.name, entry_for(t).dataschema) for t in (CREATED, LINKED, ATTRIBUTED)}
 
     def sql(self, session: Session) -> Sql:
         if self._sql is None:
@@ -418,12 +415,9 @@ class BatchResolver:
         return True
 
     def _outbox_row(self, event_type: str, customer_id: str, event_id: str, body: bytes) -> tuple:
-        """What ``outbox.structured_row`` makes of one of identity's events (subject and
-        partition key: the customer), with the catalog entry looked up once per resolver."""
-        topic, dataschema = self._catalog[event_type]
-        return (event_id, event_type, topic, customer_id, structured_bytes(
-            id=event_id, source=SOURCE, type=event_type, subject=customer_id, time=self.now, dataschema=dataschema,
-            partitionkey=customer_id, traceparent=self.traceparent, data=body))
+        """The outbox row of one of identity's events (subject and partition key: the customer)."""
+        return structured_row(event_type, source=SOURCE, subject=customer_id, data=body, time=self.now,
+                              event_id=event_id, traceparent=self.traceparent)
 
     @staticmethod
     def _interaction_row(sql: Sql, cid: str, event_id: str, data: dict, interaction: dict, at, body: bytes) -> tuple:
