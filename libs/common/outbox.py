@@ -165,8 +165,8 @@ class Relay:
                 for row_id, topic, key, envelope, event_type in rows]
 
     def _mark(self, ids: list[int], *, error: str | None) -> None:
-        # driver-level: SQLAlchemy's expanding IN of up to 500 ids cost more than the update
-        # (in db.multirow_statements' recurring sizes, so each statement text is compiled once)
+        # Driver level, in db.multirow_statements' recurring sizes: SQLAlchemy's expanding IN of
+        # a batch's ids (up to relay_batch_size) was rendered, and compiled by SQLite, anew each time.
         with self.sessions() as session:
             connection = session.connection()
             mark = db.param_mark(connection.dialect)
