@@ -142,3 +142,31 @@ def test_a_writer_that_stops_waiting_leaves_the_turn_to_the_others():
     lock.release()
     assert lock.acquire(timeout=0.05)  # free again
     lock.release()
+
+
+def test_the_waits_and_holds_of_a_databases_writer_turn_are_counted_for_metrics(tmp_path):
+    """socialzone_sqlite_writer_{wait,held}_seconds_total, by database file: a writer that holds
+    the turn 0.3 s adds that to "held", and the writer behind it about as much to "wait"."""
+    from prometheus_client import REGISTRY
+
+    def sample(kind: str) -> float:
+        return REGISTRY.get_sample_value(f"socialzone_sqlite_writer_{kind}_seconds_total",
+                                         {"database": "metered.db"}) or 0.0
+
+    sessions = db.session_factory(engine_with_table(tmp_path, "metered"))
+    held_before, waited_before = sample("held"), sample("wait")
+    with sessions() as holding:
+        holding.execute(text("INSERT INTO t VALUES (1)"))
+        behind = threading.Thread(target=lambda: _write_one(sessions))
+        behind.start()
+        time.sleep(0.3)
+        holding.commit()
+    behind.join(5)
+    assert 0.3 <= sample("held") - held_before < 5
+    assert 0.2 <= sample("wait") - waited_before < 5
+
+
+def _write_one(sessions) -> None:
+    with sessions() as session:
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        session.commit()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import registry, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
+
+from socialzone_common import telemetry
 
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 PLATFORM_VERSION_TABLE = "platform_alembic_version"
@@ -68,29 +71,42 @@ class FairLock:
     1.75 s for a turn behind a loop of 2 ms transactions; in order, under 1 ms). Released,
     it is handed straight to the first waiter."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
         self._mutex = threading.Lock()
         self._waiters: deque[threading.Lock] = deque()
         self._held = False
+        self._since = 0.0
+        # with a name: the waits and holds are counted (telemetry.SQLITE_WRITER_*)
+        self._waited = telemetry.SQLITE_WRITER_WAIT.labels(database=name) if name else None
+        self._held_for = telemetry.SQLITE_WRITER_HELD.labels(database=name) if name else None
 
     def acquire(self, timeout: float = -1) -> bool:
         with self._mutex:
             if not self._held:
                 self._held = True
+                self._since = time.monotonic()
                 return True
             waiter = threading.Lock()
             waiter.acquire()
             self._waiters.append(waiter)
-        if waiter.acquire(timeout=timeout):
-            return True  # handed over: still held, now by this thread
-        with self._mutex:
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                return True  # handed over just as the wait ran out
-            return False
+        asked = time.monotonic()
+        got = waiter.acquire(timeout=timeout)
+        if not got:
+            with self._mutex:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    got = True  # handed over just as the wait ran out
+        now = time.monotonic()
+        if self._waited is not None:
+            self._waited.inc(now - asked)
+        if got:
+            self._since = now  # handed over: still held, now by this thread
+        return got
 
     def release(self) -> None:
+        if self._held_for is not None:
+            self._held_for.inc(time.monotonic() - self._since)
         with self._mutex:
             if self._waiters:
                 self._waiters.popleft().release()
@@ -308,7 +324,8 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S,
                                                   "cached_statements": SQLITE_CACHED_STATEMENTS,
-                                                  "factory": _writer_turns(FairLock())}, **_JSON)
+                                                  "factory": _writer_turns(FairLock(Path(path).name or "memory"))},
+                               **_JSON)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no branch - runs per connection

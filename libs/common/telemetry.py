@@ -35,6 +35,13 @@ CONSUMER_LAG = Gauge("socialzone_consumer_lag", "Messages not yet committed by a
 DLQ_MESSAGES = Counter("socialzone_dlq_messages_total", "Messages sent to a dead-letter topic",
                        ["group", "topic"])
 OUTBOX_BACKLOG = Gauge("socialzone_outbox_backlog", "Outbox rows not yet published", ["service"])
+# SQLite has one writer per database file: how long writers waited for their turn and held it
+# (a held share near 1 and a growing wait say the database, or the interpreter lock the writers
+# need between statements, is the bottleneck)
+SQLITE_WRITER_WAIT = Counter("socialzone_sqlite_writer_wait_seconds", "Time writers waited for a SQLite "
+                             "database's writer turn", ["database"])
+SQLITE_WRITER_HELD = Counter("socialzone_sqlite_writer_held_seconds", "Time a SQLite database's writer turn "
+                             "was held", ["database"])
 
 
 # --- tracing ---
