@@ -98,6 +98,20 @@ def test_a_returning_insert_gives_back_the_rows_of_every_statement(connection):
     assert db.insert_rows(connection, head, row, [("r1", 1, None)], " ON CONFLICT DO NOTHING") == []
 
 
+def test_select_in_finds_the_rows_of_many_keys_by_one_column_or_a_row_value(connection):
+    m = mark(connection)
+    head, row = "INSERT INTO multirow_t (id, n, note) VALUES", f"({m}, {m}, {m})"
+    db.insert_rows(connection, head, row, [(f"r{i}", i % 7, "odd" if i % 2 else "even") for i in range(900)])
+    wanted = [(f"r{i}",) for i in range(0, 1800, 3)]  # 600 keys, half of them absent
+    found = db.select_in(connection, "SELECT id FROM multirow_t", ["id"], wanted)
+    assert sorted(r[0] for r in found) == sorted(f"r{i}" for i in range(0, 900, 3))
+    pairs = [(f"r{i}", i % 7) for i in range(0, 900, 2)] + [("r1", 6)]  # the last one: no such row
+    found = db.select_in(connection, "SELECT id FROM multirow_t", ["id", "n"], pairs,
+                         where=f"note = {m}", params=("even",))
+    assert sorted(r[0] for r in found) == sorted(f"r{i}" for i in range(0, 900, 2))
+    assert db.select_in(connection, "SELECT id FROM multirow_t", ["id"], []) == []
+
+
 def test_sqlite_datetimes_are_written_as_sqlalchemy_writes_them():
     """bind_processors swaps SQLite's DATETIME processor for a faster one: same text, always."""
     from datetime import date, datetime, timedelta, timezone

@@ -228,6 +228,26 @@ def insert_rows(connection, head: str, row: str, rows: Sequence[Sequence[Any]], 
     return returned
 
 
+def select_in(connection, select_from: str, columns: Sequence[str], keys: Sequence[Sequence[Any]], *,
+              where: str = "", params: Sequence[Any] = ()) -> list:
+    """The rows of ``select_from WHERE [where AND] (columns) IN (keys)`` (``params`` bind
+    ``where``'s placeholders), in :func:`multirow_statements` pieces at driver level:
+    SQLAlchemy's expanding ``IN`` renders (and SQLite compiles) a new statement for every
+    batch. Several columns compare as a row value against ``VALUES`` (SQLite takes a row
+    value ``IN`` only from a subquery)."""
+    mark = param_mark(connection.dialect)
+    condition = f"{where} AND " if where else ""
+    if len(columns) == 1:
+        head, row, tail = f"{select_from} WHERE {condition}{columns[0]} IN (", mark, ")"
+    else:
+        head = f"{select_from} WHERE {condition}({', '.join(columns)}) IN (VALUES"
+        row, tail = "(" + ", ".join([mark] * len(columns)) + ")", ")"
+    found: list = []
+    for statement, parameters in multirow_statements(head, row, keys, tail):
+        found.extend(connection.exec_driver_sql(statement, (*params, *parameters)).fetchall())
+    return found
+
+
 def param_mark(dialect) -> str:
     """The driver's placeholder: ``?`` (sqlite3) or ``%s`` (psycopg)."""
     return "?" if dialect.paramstyle == "qmark" else "%s"
@@ -243,6 +263,13 @@ def bind_processors(dialect, table, columns: Sequence[str]) -> list[tuple[int, C
         if process is not None:
             found.append((n, _sqlite_datetime_text(process) if _default_sqlite_datetime(impl) else process))
     return found
+
+
+def stored_value(dialect, table, column: str, value: Any) -> Any:
+    """``value`` as ``table.column``'s type binds it for ``dialect`` (SQLite: datetimes as
+    text): for a value written into many driver-level rows, converted once."""
+    processors = bind_processors(dialect, table, [column])
+    return processors[0][1](value) if processors else value
 
 
 def _default_sqlite_datetime(impl) -> bool:

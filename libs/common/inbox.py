@@ -57,20 +57,16 @@ def claim_many(session: Session, *, group: str, envelopes: list[Envelope]) -> li
 def unhandled(session: Session, *, group: str, envelopes: list[Envelope]) -> list[Envelope]:
     """The events of a batch that ``group`` has not handled before, in order, each once (a
     read: the batch's inbox rows are written by :func:`record_handled` at its end)."""
-    # Driver level, in db.multirow_statements' recurring sizes: every consumed event passes
-    # here, and an expanding IN was rendered (and compiled by SQLite) anew for every batch.
     by_source: dict[str, list[tuple[str]]] = {}
     for envelope in envelopes:
         by_source.setdefault(envelope.source, []).append((envelope.id,))
     conn = session.connection()
     mark = db.param_mark(conn.dialect)
-    head = (f"SELECT source, event_id FROM {InboxEntry.__table__.name} WHERE consumer_group = {mark} "
-            f"AND source = {mark} AND event_id IN (")
     done: set[tuple[str, str]] = set()
-    for source, ids in by_source.items():
-        for statement, parameters in db.multirow_statements(head, mark, ids, ")"):
-            done.update((found_source, event_id) for found_source, event_id
-                        in conn.exec_driver_sql(statement, (group, source, *parameters)).fetchall())
+    for source, ids in by_source.items():  # every consumed event passes here: driver level
+        done.update(tuple(row) for row in db.select_in(
+            conn, f"SELECT source, event_id FROM {InboxEntry.__table__.name}", ["event_id"], ids,
+            where=f"consumer_group = {mark} AND source = {mark}", params=(group, source)))
     fresh = []
     for envelope in envelopes:
         if (envelope.source, envelope.id) not in done:
@@ -94,9 +90,7 @@ def _insert_handled(conn, group: str, envelopes: list[Envelope]) -> None:
     type stores it; PostgreSQL finds the table through the service's search_path."""
     table = InboxEntry.__table__
     dialect = conn.dialect
-    to_db = table.c.handled_at.type.dialect_impl(dialect).bind_processor(dialect)
-    now = now_utc()
-    handled_at = to_db(now) if to_db else now
+    handled_at = db.stored_value(dialect, table, "handled_at", now_utc())
     mark = db.param_mark(dialect)
     db.insert_rows(conn, f"INSERT INTO {table.name} (consumer_group, source, event_id, handled_at) VALUES",
                    f"({mark}, {mark}, {mark}, {mark})", [(group, e.source, e.id, handled_at) for e in envelopes])

@@ -106,18 +106,12 @@ def enqueue_structured(session: Session, rows: Sequence[tuple[str, str, str, str
         return
     connection = session.connection()
     dialect = connection.dialect
-    created_at = _stored_time(dialect, now_utc())
+    created_at = db.stored_value(dialect, OutboxMessage.__table__, "created_at", now_utc())
     mark = db.param_mark(dialect)
     db.insert_rows(connection, "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, created_at, "
                    "attempts) VALUES", f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)",
                    [(*row, created_at) for row in rows])
     session.info[OUTBOX_PENDING_FLAG] = True
-
-
-def _stored_time(dialect, value: datetime):
-    """``value`` as the outbox's time columns bind it for ``dialect`` (SQLite: text)."""
-    processors = db.bind_processors(dialect, OutboxMessage.__table__, ["created_at"])
-    return processors[0][1](value) if processors else value
 
 
 def emit(session: Session, payload: Event, *, source: str, subject: str | None,
@@ -172,7 +166,8 @@ class Relay:
             mark = db.param_mark(connection.dialect)
             if error is None:
                 head, value = (f"UPDATE outbox SET published_at = {mark}, attempts = attempts + 1, last_error = NULL",
-                               _stored_time(connection.dialect, now_utc()))
+                               db.stored_value(connection.dialect, OutboxMessage.__table__, "published_at",
+                                                             now_utc()))
             else:
                 head, value = f"UPDATE outbox SET attempts = attempts + 1, last_error = {mark}", error[:1000]
             for statement, parameters in db.multirow_statements(f"{head} WHERE id IN (", mark,

@@ -267,30 +267,12 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
     return out
 
 
-def _matching(session: Session, select_from: str, columns: Sequence[str], keys: Sequence[Sequence]) -> list:
-    """The rows of ``SELECT ... FROM ... WHERE (columns) IN (keys)``, 500 keys a statement, at
-    driver level: SQLAlchemy's expanding ``IN`` re-renders the statement for every batch, which
-    cost more than the lookups. Several columns compare as a row value against ``VALUES``
-    (SQLite takes a row value ``IN`` only from a subquery)."""
-    connection = session.connection()
-    mark = db.param_mark(connection.dialect)
-    if len(columns) == 1:
-        head, row, tail = f"{select_from} WHERE {columns[0]} IN (", mark, ")"
-    else:
-        head = f"{select_from} WHERE ({', '.join(columns)}) IN (VALUES"
-        row, tail = "(" + ", ".join([mark] * len(columns)) + ")", ")"
-    found: list = []
-    for statement, parameters in db.multirow_statements(head, row, keys, tail):
-        found.extend(connection.exec_driver_sql(statement, parameters).fetchall())
-    return found
-
-
 def _recorded_ids(session: Session, ids: list[str]) -> set[str]:
     """Which of ``ids`` are recorded already."""
     if not ids:
         return set()
-    return {found for (found,) in _matching(session, f"SELECT id FROM {InteractionRow.__tablename__}", ["id"],
-                                             [(i,) for i in ids])}
+    return {found for (found,) in db.select_in(session.connection(), f"SELECT id FROM {InteractionRow.__tablename__}",
+                                                ["id"], [(i,) for i in ids])}
 
 
 def _without_tombstoned(session: Session, prepared: list[_Prepared], results: dict[int, ItemResult]) -> list[_Prepared]:
@@ -299,8 +281,9 @@ def _without_tombstoned(session: Session, prepared: list[_Prepared], results: di
     if not keys:
         return prepared
     dead: set[str] = set()
-    for source, external_id in _matching(session, f"SELECT source, external_id FROM {Tombstone.__tablename__}",
-                                         ["source", "external_id"], list(keys)):
+    for source, external_id in db.select_in(session.connection(),
+                                            f"SELECT source, external_id FROM {Tombstone.__tablename__}",
+                                            ["source", "external_id"], list(keys)):
         p = keys[(source, external_id)]
         dead.add(p.interaction_id)
         results[p.candidate.index] = ItemResult(
