@@ -10,7 +10,6 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from socialzone_common.bus import OutgoingMessage
 from socialzone_common.bus.local import LocalBus
 from socialzone_common import db
 from socialzone_common.db import create_db_engine, run_migrations, session_factory
