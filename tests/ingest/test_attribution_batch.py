@@ -3,15 +3,31 @@ polled batch in one transaction, with the same outcome as one event at a time.""
 
 from __future__ import annotations
 
+import pytest
+
 from socialzone_common.bus import OutgoingMessage
 from socialzone_common.events.common import Interaction
 from socialzone_common.events.identity import CustomerMerged, InteractionAttributed
 
-from tests.ingest.conftest import WRITER, outbox_events, stored, wait_for
+from tests.ingest.conftest import WRITER, outbox_events, serving, stored, wait_for
 from tests.ingest.test_erasure import item, request_erasure
 
 
-async def test_a_batch_of_attributions_keys_each_interaction_and_purges_an_erased_customers_at_once(client, caplog):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_batch_of_attributions_keys_each_interaction_and_purges_an_erased_customers_at_once(
+        ingest_settings, backend, request, caplog):
+    """On both stores: the batch statement (UPDATE ... FROM (VALUES ...)) types its untyped
+    parameters differently on each."""
+    settings = ingest_settings
+    if backend == "postgres":
+        pg = request.getfixturevalue("pg_settings")
+        settings = settings.model_copy(update={"database_url": pg.database_url,
+                                               "database_schema_prefix": pg.database_schema_prefix})
+    async with serving(settings) as client:
+        await _attributions_in_one_batch(client, caplog)
+
+
+async def _attributions_in_one_batch(client, caplog) -> None:
     recorded = (await client.post("/ingest/v1/interactions", headers=WRITER, json=[
         item(20 + n, str(700 + n), f"post {n}") for n in range(5)])).json()
     ids = [r["interaction_id"] for r in recorded["results"]]
