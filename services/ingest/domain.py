@@ -56,10 +56,11 @@ def _uuid_text(digest: bytes, version: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def content_external_id(item: InteractionIn) -> str:
-    """Stands in for a missing external id: a hash of what identifies the item."""
-    basis = orjson.dumps([item.kind, item.occurred_at.isoformat(), item.text,
-                          [(i.type, i.value) for i in item.author.identifiers]])
+def content_external_id(item: InteractionIn, identifiers: Sequence[tuple[str, str, bool | None]]) -> str:
+    """Stands in for a missing external id: a hash of what identifies the item, as normalized
+    (``@Rita`` and ``rita`` are one handle, 10:30+01:00 and 09:30Z one time)."""
+    basis = orjson.dumps([item.kind, item.occurred_at.astimezone(timezone.utc).isoformat(), item.text,
+                          [(t, v) for t, v, _ in identifiers]])
     return "sha256:" + hashlib.sha256(basis).hexdigest()
 
 
@@ -103,6 +104,9 @@ class _Prepared:
     identifiers: list[tuple[str, str, bool | None]]
     """The author's normalized identifiers as (type, value, verified), each once, in order."""
     author_key: str
+    redirected: bool = False
+    """The same item under another of its ids (an edited post's earlier or later id): its
+    ``interaction_id`` is then that of the first one seen."""
 
 
 @dataclass
@@ -129,11 +133,15 @@ def _prepare(candidate: Candidate, *, default_region: str | None) -> _Prepared |
             name = (candidate.identifier_fields[n] if n < len(candidate.identifier_fields)
                     else f"author.identifiers[{n}].value")
             errors.append(FieldError(field=name, message=str(exc)))
+    if item.external_id is not None and "\x00" in item.external_id:
+        errors.append(FieldError(field="external_id", message=_NUL_MESSAGE))
+    if any("\x00" in alias for alias in candidate.aliases):
+        errors.append(FieldError(field="external_id", message=f"an earlier id of the item: {_NUL_MESSAGE}"))
     if errors:
         return errors
     if len(identifiers) > 1:
         identifiers = list(dict.fromkeys(identifiers))  # the same identifier twice is once
-    external_id = item.external_id or content_external_id(item)
+    external_id = item.external_id or content_external_id(item, identifiers)
     first_type, first_value, _ = identifiers[0]
     return _Prepared(candidate, interaction_id_for(item.source, external_id), external_id, identifiers,
                      author_key_for(first_type, first_value))
@@ -206,6 +214,7 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
     prepared: list[_Prepared] = []
     first_of: dict[str, _Prepared] = {}
     repeats: list[_Prepared] = []
+    alias_owner: dict[tuple[str, str], _Prepared] = {}
     for candidate in candidates:
         outcome = _prepare(candidate, default_region=default_region)
         if isinstance(outcome, list):
@@ -213,17 +222,28 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
                                                   status="rejected", errors=outcome)
         elif outcome.interaction_id in first_of:
             repeats.append(outcome)  # the same item twice in one request: once
+        elif (first := _first_under_another_id(outcome, first_of, alias_owner)) is not None:
+            outcome.interaction_id, outcome.redirected = first.interaction_id, True
+            repeats.append(outcome)
         else:
             first_of[outcome.interaction_id] = outcome
             prepared.append(outcome)
+            for alias in outcome.candidate.aliases:
+                alias_owner[(outcome.candidate.item.source, alias)] = outcome
 
     prepared = _without_tombstoned(session, prepared, results)
-    existing = _recorded_ids(session, [p.interaction_id for p in prepared])
+    known = _recorded(session, prepared)
 
-    fresh = [p for p in prepared if p.interaction_id not in existing]
+    fresh = [p for p in prepared if p.interaction_id not in known]
     enrichments = enrich_many_json(enricher, [(p.candidate.item.text, p.candidate.item.language) for p in fresh])
     documents = [_document(p, enrichment=enrichment, recorded_at=recorded_at)
                  for p, enrichment in zip(fresh, enrichments)]
+    if any(b"\\u0000" in document for document in documents):  # rare: confirm, refuse what has one
+        refused = _refuse_nul(fresh, results)
+        if refused:
+            remaining = [(p, document) for p, document in zip(fresh, documents) if p.interaction_id not in refused]
+            fresh, documents = [p for p, _ in remaining], [document for _, document in remaining]
+            prepared = [p for p in prepared if p.interaction_id not in refused]
 
     # The events are built before the first write: on SQLite that write takes the database's
     # one writer turn until the commit, and Python work while holding it (in the all-in-one
@@ -237,11 +257,14 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
                                     data=b'{"interaction":' + document + b"}", time=event_time,
                                     traceparent=traceparent)
               for p, document in zip(fresh, documents)]
-    rows = [_row(p, document, recorded_at) for p, document in zip(fresh, documents)]
+    # Rows in key order: two requests inserting the same new items in different orders
+    # would otherwise each wait for the other's row on PostgreSQL (a deadlock).
+    rows = sorted((_row(p, document, recorded_at) for p, document in zip(fresh, documents)), key=lambda r: r[0])
     inserted = set(_insert_interactions(session, rows))
 
-    aliases = [{"source": p.candidate.item.source, "external_id": alias, "interaction_id": p.interaction_id}
-               for p in [*prepared, *repeats] for alias in p.candidate.aliases if alias != p.external_id]
+    kept = {p.interaction_id for p in prepared}
+    aliases = sorted(_alias_rows([*prepared, *[r for r in repeats if r.interaction_id in kept]], known),
+                     key=lambda a: (a["source"], a["external_id"]))
     for i in range(0, len(aliases), _CHUNK):
         _insert(session, InteractionAlias, aliases[i:i + _CHUNK])
 
@@ -251,7 +274,6 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
     if recorded:
         outbox.enqueue_structured(session, [event for _, event in recorded])
         out.recorded = [p.interaction_id for p, _ in recorded]
-    kept = {p.interaction_id for p in prepared}
     for p in [*prepared, *repeats]:
         if p.interaction_id not in kept:  # a repeat of a tombstoned item: the same answer
             first = results[first_of[p.interaction_id].candidate.index]
@@ -262,17 +284,99 @@ def record(session: Session, *, candidates: Sequence[Candidate], enricher: Suppo
         # every value is known valid here: no validation pass per item (hot path)
         results[p.candidate.index] = ItemResult.model_construct(
             index=p.candidate.index, line=p.candidate.line, path=p.candidate.path,
-            status="accepted" if accepted else "duplicate", interaction_id=p.interaction_id, errors=None)
+            status="accepted" if accepted else "duplicate", interaction_id=known.get(p.interaction_id, p.interaction_id),
+            errors=None)
     out.results = [results[c.index] for c in candidates]
     return out
 
 
-def _recorded_ids(session: Session, ids: list[str]) -> set[str]:
-    """Which of ``ids`` are recorded already."""
-    if not ids:
-        return set()
-    return {found for (found,) in db.select_in(session.connection(), f"SELECT id FROM {InteractionRow.__tablename__}",
-                                                ["id"], [(i,) for i in ids])}
+def _first_under_another_id(p: _Prepared, first_of: dict[str, _Prepared],
+                            alias_owner: dict[tuple[str, str], _Prepared]) -> _Prepared | None:
+    """The item of this request that ``p`` is under another of its ids: ``p``'s id is an
+    earlier item's alias, or one of ``p``'s aliases is an earlier item's id."""
+    source = p.candidate.item.source
+    first = alias_owner.get((source, p.external_id)) if alias_owner else None
+    if first is None:
+        for alias in p.candidate.aliases:
+            first = first_of.get(interaction_id_for(source, alias)) or alias_owner.get((source, alias))
+            if first is not None:
+                break
+    return first
+
+
+def _recorded(session: Session, prepared: list[_Prepared]) -> dict[str, str]:
+    """For each of ``prepared`` recorded already: its id -> the id it is recorded under (its
+    own, or that of the interaction one of its other ids belongs to: an edited post seen
+    before under its later id, or a later id recorded as an alias)."""
+    if not prepared:
+        return {}
+    owner = {p.interaction_id: p.interaction_id for p in prepared}
+    for p in prepared:
+        for alias in p.candidate.aliases:
+            owner.setdefault(interaction_id_for(p.candidate.item.source, alias), p.interaction_id)
+    connection = session.connection()
+    found = {i for (i,) in db.select_in(connection, f"SELECT id FROM {InteractionRow.__tablename__}", ["id"],
+                                        [(i,) for i in owner])}
+    known = {i: i for i in found if owner[i] == i}  # its own id first
+    for i in found:
+        known.setdefault(owner[i], i)
+    # Aliases exist only where a source reports edits: one probe spares the look-up elsewhere.
+    if connection.exec_driver_sql(f"SELECT 1 FROM {InteractionAlias.__tablename__} LIMIT 1").first() is not None:
+        keys = {(p.candidate.item.source, k): p for p in prepared for k in (p.external_id, *p.candidate.aliases)}
+        for source, external_id, interaction_id in db.select_in(
+                connection, f"SELECT source, external_id, interaction_id FROM {InteractionAlias.__tablename__}",
+                ["source", "external_id"], list(keys)):
+            known.setdefault(keys[(source, external_id)].interaction_id, interaction_id)
+    return known
+
+
+def _alias_rows(items: list[_Prepared], known: dict[str, str]) -> list[dict]:
+    """``interaction_aliases`` rows for every id of ``items`` that is not the one its
+    interaction is recorded under (so a later notice about that id finds it)."""
+    rows = []
+    for p in items:
+        target = known.get(p.interaction_id, p.interaction_id)
+        if not p.candidate.aliases and not p.redirected and target == p.interaction_id:
+            continue  # the common case: one id, its own
+        source = p.candidate.item.source
+        for external_id in dict.fromkeys((p.external_id, *p.candidate.aliases)):
+            if interaction_id_for(source, external_id) != target:
+                rows.append({"source": source, "external_id": external_id, "interaction_id": target})
+    return rows
+
+
+_NUL_MESSAGE = "contains a NUL character (U+0000), which no database column can store"
+
+
+def _refuse_nul(fresh: list[_Prepared], results: dict[int, ItemResult]) -> set[str]:
+    """Reject the items with a NUL character in any text (PostgreSQL stores none, and every
+    department's database would refuse the event); returns their ids."""
+    refused = set()
+    for p in fresh:
+        field = _nul_field(p.candidate.item.model_dump(exclude_none=True))
+        if field is not None:
+            refused.add(p.interaction_id)
+            results[p.candidate.index] = ItemResult(
+                index=p.candidate.index, line=p.candidate.line, path=p.candidate.path, status="rejected",
+                errors=[FieldError(field=field, message=_NUL_MESSAGE)])
+    return refused
+
+
+def _nul_field(value, path: str = "") -> str | None:
+    """The path (``author.identifiers[0].value``) of the first text in ``value`` with a NUL."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = _nul_field(key, path) or _nul_field(inner, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, inner in enumerate(value):
+            found = _nul_field(inner, f"{path}[{n}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _without_tombstoned(session: Session, prepared: list[_Prepared], results: dict[int, ItemResult]) -> list[_Prepared]:

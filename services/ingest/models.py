@@ -23,6 +23,11 @@ from socialzone_common.events.common import Enrichment, InteractionKind
 IngestTable = new_table_base("IngestTable")
 
 
+_INT64 = 2**63 - 1
+Count = Annotated[int, Field(ge=-_INT64 - 1, le=_INT64)]
+"""A count as JSON carries it everywhere downstream (64-bit, like PostgreSQL's BIGINT)."""
+
+
 # --- tables ------------------------------------------------------------------------------------
 
 class InteractionRow(IngestTable, table=True):
@@ -164,7 +169,7 @@ class AttributesIn(_Strict):
 class AuthorIn(_Strict):
     identifiers: list[IdentifierIn] = Field(min_length=1, max_length=50)
     display_name: str | None = Field(default=None, max_length=300)
-    followers: int | None = Field(default=None, ge=0)
+    followers: int | None = Field(default=None, ge=0, le=_INT64)
     attributes: AttributesIn | None = None
     authenticated: bool | None = None
 
@@ -172,7 +177,7 @@ class AuthorIn(_Strict):
 class TransactionItemIn(_Strict):
     sku: str | None = Field(default=None, max_length=128)
     name: str = Field(min_length=1, max_length=500)
-    quantity: int = Field(default=1, ge=1)
+    quantity: int = Field(default=1, ge=1, le=_INT64)
     unit_price: Decimal | None = Field(default=None, max_digits=18, decimal_places=4, allow_inf_nan=False)
 
 
@@ -212,7 +217,7 @@ class InteractionIn(_Strict):
     language: str | None = Field(default=None, max_length=35)
     conversation_id: str | None = Field(default=None, max_length=512)
     in_reply_to: str | None = Field(default=None, max_length=512)
-    metrics: dict[str, int] = Field(default_factory=dict, max_length=50)
+    metrics: dict[str, Count] = Field(default_factory=dict, max_length=50)
     """Engagement counts, e.g. likes, reposts, replies, views (a Reddit score may be negative)."""
     transaction: TransactionIn | None = None
 
