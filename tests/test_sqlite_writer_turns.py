@@ -170,3 +170,94 @@ def _write_one(sessions) -> None:
     with sessions() as session:
         session.execute(text("INSERT INTO t VALUES (2)"))
         session.commit()
+
+
+def test_a_transaction_that_begins_writing_keeps_what_it_read_until_it_ends(tmp_path):
+    """Without ``begin_writing`` a read-modify-write loses a change another writer commits
+    between its read and its write (sqlite3 begins the transaction only at the first
+    write); with it, the other writer waits for the turn and its change lands after."""
+    engine = engine_with_table(tmp_path)
+    sessions = db.session_factory(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (0)"))
+
+    def add_one_meanwhile() -> threading.Thread:
+        def other():
+            with sessions() as session:
+                session.execute(text("UPDATE t SET x = x + 1"))
+                session.commit()
+        thread = threading.Thread(target=other)
+        thread.start()
+        return thread
+
+    def read_then_add_ten(isolated: bool) -> None:
+        with sessions() as session:
+            if isolated:
+                db.begin_writing(session)
+            seen = session.execute(text("SELECT x FROM t")).scalar()
+            other = add_one_meanwhile()
+            other.join(timeout=0.3)  # commits at once unless it has to wait for the turn
+            session.execute(text("UPDATE t SET x = :x"), {"x": seen + 10})
+            session.commit()
+            other.join()
+
+    read_then_add_ten(isolated=False)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalar() == 10  # the other's +1 was overwritten
+    read_then_add_ten(isolated=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT x FROM t")).scalar() == 21  # 10 + 10, then the other's + 1
+
+    with sessions() as session:  # begun by a write already: nothing more to take; rollback gives it back
+        session.execute(text("INSERT INTO t VALUES (5)"))
+        db.begin_writing(session)
+        session.rollback()
+    _write_one(sessions)  # the turn is free again
+
+
+async def test_batch_handlers_that_read_then_write_lose_no_concurrent_change_on_sqlite(tmp_path):
+    """Two consumer groups of one service add to the same counter, each batch reading it
+    first, as the services' batch handlers read before they write: every event counts."""
+    import asyncio
+    import uuid
+
+    from socialzone_common.bus import OutgoingMessage
+    from socialzone_common.bus.local import LocalBus
+    from socialzone_common.envelope import Envelope, now_utc
+    from socialzone_common.settings import ConsumerSettings, LocalBusSettings
+    from socialzone_common.worker import ConsumerSpec, ConsumerWorker
+
+    engine = db.create_db_engine(f"sqlite:///{tmp_path / 'svc.db'}")
+    db.run_migrations(engine, None)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE score (id INTEGER PRIMARY KEY, points INTEGER)"))
+        conn.execute(text("INSERT INTO score VALUES (1, 0)"))
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    await bus.ensure_topics({"t.counted": 2, "t.counted.dlq": 2})
+    events = 150
+    await bus.publish([OutgoingMessage("t.counted", Envelope(
+        id=str(uuid.uuid4()), source="test", type="test.thing.counted", subject=f"c{i % 5}", time=now_utc(),
+        partitionkey=f"c{i % 5}", data={})) for i in range(events)])
+
+    def add(session, count: int) -> None:
+        points = session.execute(text("SELECT points FROM score WHERE id = 1")).scalar()
+        time.sleep(0.002)  # the batch's own work between its read and its write
+        session.execute(text("UPDATE score SET points = :p WHERE id = 1"), {"p": points + count})
+
+    workers = [ConsumerWorker(bus=bus, sessions=db.session_factory(engine), settings=ConsumerSettings(batch_size=5),
+                              spec=ConsumerSpec(group=group, topics=["t.counted"], handler=lambda s, e: add(s, 1),
+                                                batch_handler=lambda s, batch: add(s, len(batch))))
+               for group in ("group-a", "group-b")]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    deadline = time.monotonic() + 60
+    while sum(w.state.handled for w in workers) < 2 * events and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*tasks)
+    await bus.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM inbox")).scalar() == 2 * events
+        assert conn.execute(text("SELECT points FROM score")).scalar() == 2 * events
+    engine.dispose()

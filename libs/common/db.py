@@ -149,6 +149,23 @@ def _writer_turns(lock: FairLock) -> type[sqlite3.Connection]:
                 raise sqlite3.OperationalError(f"database is locked: no turn to write in {_BUSY_TIMEOUT_S} s")
             self._writing = True
 
+        def begin_writing(self) -> None:
+            """Open the transaction now as a writing one (``BEGIN IMMEDIATE``), with the turn:
+            what it reads from here on stays as read until it ends. (sqlite3 begins a
+            transaction only at its first write, so reads before it see each commit as it
+            comes, and a write can then overwrite another writer's change unseen.)"""
+            if self.in_transaction:
+                return  # begun by a write, which took the turn
+            if not self._writing:
+                if not lock.acquire(timeout=_BUSY_TIMEOUT_S):
+                    raise sqlite3.OperationalError(f"database is locked: no turn to write in {_BUSY_TIMEOUT_S} s")
+                self._writing = True
+            try:
+                sqlite3.Cursor(self).execute("BEGIN IMMEDIATE")  # the plain cursor: the turn is taken
+            except BaseException:
+                self._done()
+                raise
+
         def _done(self) -> None:
             if self._writing:
                 self._writing = False
@@ -171,6 +188,21 @@ def _writer_turns(lock: FairLock) -> type[sqlite3.Connection]:
                 self._done()
 
     return Connection
+
+
+def begin_writing(session_or_connection) -> None:
+    """What this transaction reads from here on is not changed by another writer before it
+    ends. On SQLite: the database's writer turn is taken and the transaction begun now
+    (``BEGIN IMMEDIATE``) instead of at its first write; call it before the reads a write
+    depends on (a read-modify-write, a batch that reads first). On PostgreSQL nothing: there
+    the caller locks what it reads (``FOR UPDATE``, advisory locks), as it must anyway."""
+    connection = session_or_connection.connection() if hasattr(session_or_connection, "get_bind") \
+        else session_or_connection
+    if connection.dialect.name != "sqlite":
+        return
+    begin = getattr(connection.connection.driver_connection, "begin_writing", None)
+    if begin is not None:  # a connection of create_db_engine's (else: one of a test's own engines)
+        begin()
 
 
 # --- many rows in few statements ------------------------------------------------------------------

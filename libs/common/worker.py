@@ -21,7 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, delete
 
-from socialzone_common import telemetry
+from socialzone_common import db, telemetry
 from socialzone_common.bus import Bus, Consumer, RawMessage, Record
 from socialzone_common.envelope import Envelope, now_utc
 from socialzone_common.inbox import InboxEntry, handle_once, record_handled, unhandled
@@ -145,9 +145,11 @@ class ConsumerWorker:
                                          "messaging.batch.message_count": len(wanted)}) as span, \
                     self.sessions() as session:
                 try:
-                    # The inbox rows go in last: on SQLite the first write of a transaction
-                    # takes the database's one writer turn, and the batch's own work (Python,
-                    # reading first) should not hold it (the relay waits for it to mark rows).
+                    # A batch reads before it writes (the inbox rows go in last): on SQLite
+                    # its transaction must hold the writer turn from the start, or another
+                    # writer's commit between its reads and its writes is overwritten
+                    # (PostgreSQL handlers lock what they read).
+                    db.begin_writing(session)
                     fresh = unhandled(session, group=self.spec.group, envelopes=wanted)
                     self.spec.batch_handler(session, fresh)
                     record_handled(session, group=self.spec.group, envelopes=fresh)

@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
+from socialzone_common import db
 from socialzone_common.errors import Conflict, NotFound, ProblemError, Unprocessable
 from socialzone_common.ids import uuid4_text
 from socialzone_common.events.care import CaseOpened, CaseReopened, CaseResolved, CaseResponded, CsatRecorded
@@ -58,8 +59,11 @@ def new_id() -> str:
 
 def get_case(session: Session, case_id: str, *, for_update: bool = False) -> Case:
     statement = select(Case).where(Case.id == case_id)
-    if for_update and session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()
+    if for_update:
+        if session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update()
+        else:
+            db.begin_writing(session)  # SQLite: the writer turn, before the read
     case = session.exec(statement).first()
     if case is None:
         raise NotFound(f"case {case_id!r} does not exist", errors=[{"field": "case_id", "message": "unknown case"}])

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
 
+from socialzone_common import db
 from socialzone_common.events.care import SlaBreached
 from socialzone_care import priority as scoring
 from socialzone_care import routing
@@ -274,6 +275,8 @@ def tick(session: Session, *, now: datetime, settings, limit: int = 500) -> dict
     if session.get_bind().dialect.name == "postgresql":
         # replicas share the work: each pass locks the cases it checks, the others skip them
         statement = statement.with_for_update(skip_locked=True)
+    else:
+        db.begin_writing(session)  # SQLite: the writer turn, so no transition lands between read and write
     due = session.exec(statement).all()
     for case in due:
         for what in check(session, case, now=now, settings=settings):

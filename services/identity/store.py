@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select, text
 from sqlmodel import Session
 
+from socialzone_common import db
 from socialzone_common.errors import Conflict, NotFound
 from socialzone_common.ids import uuid4_text
 from socialzone_identity.identifiers import Normalized
@@ -35,8 +36,11 @@ def lock_identifiers(session: Session, identifiers: list[Normalized]) -> None:
     identifier the first one linked, so it attaches instead of creating a second
     customer. The unique constraint on ``identifiers(type, value)`` is the backstop:
     were a path to skip the lock, its insert fails and the worker retries the event.
-    SQLite has a single writer, so there is nothing to lock."""
-    if not identifiers or not is_postgres(session):
+    On SQLite the transaction takes the database's one writer turn now, before its reads."""
+    if not is_postgres(session):
+        db.begin_writing(session)
+        return
+    if not identifiers:
         return
     keys = sorted({i.key for i in identifiers})
     session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('identity:' || k, 0)) "
@@ -95,7 +99,9 @@ def chase_many(session: Session, customer_ids) -> dict[str, tuple[str, str] | No
 def lock_customer(session: Session, customer_id: str) -> Customer:
     """The active customer that answers for ``customer_id``, row-locked for this
     transaction (PostgreSQL ``FOR UPDATE``). A concurrent merge that commits while we
-    wait is followed to its survivor, so nothing is ever attached to a merged profile."""
+    wait is followed to its survivor, so nothing is ever attached to a merged profile. (On
+    SQLite the transaction holds the database's writer turn from here: the same effect.)"""
+    db.begin_writing(session)
     seen = set()
     current = customer_id
     while current not in seen:
