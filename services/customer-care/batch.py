@@ -370,7 +370,7 @@ class InteractionBatch:
         """What domain.on_interaction would do; ``SLOW`` (nothing done) when it must do it."""
         settings = self.settings
         target = None
-        for key in sorted(_thread_keys(interaction, customer_id)):
+        for key in _thread_keys(interaction, customer_id):  # in their order, as domain.on_interaction
             case = self.cases.get(self.threads.get(key, ""))
             if case is None or case.erased:
                 continue

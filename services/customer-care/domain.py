@@ -133,12 +133,14 @@ def tracked_topics(topic: str, interaction: Interaction | None) -> list[str]:
 def thread_keys(interaction: Interaction, customer_id: str) -> list[str]:
     """Keys that find the case an interaction continues: the message it replies to (any
     author: an advocate answering in the thread finds the case too), and the conversation
-    (per customer: in a public thread, several customers may each have their own case)."""
+    (per customer: in a public thread, several customers may each have their own case).
+    In that order, which decides when they lead to different cases: the message replied to
+    is the more precise. Cut to the stored length."""
     keys = []
     if interaction.in_reply_to:
-        keys.append(f"{interaction.source}:ext:{interaction.in_reply_to}")
+        keys.append(f"{interaction.source}:ext:{interaction.in_reply_to}"[:300])
     if interaction.conversation_id:
-        keys.append(f"{interaction.source}:conv:{interaction.conversation_id}:{customer_id}")
+        keys.append(f"{interaction.source}:conv:{interaction.conversation_id}:{customer_id}"[:300])
     return keys
 
 
@@ -277,7 +279,7 @@ def on_interaction(session: Session, *, customer_id: str, interaction: Interacti
     keys = thread_keys(interaction, customer_id)
     if keys:
         threads = session.exec(select(CaseThread).where(col(CaseThread.key).in_(keys))).all()
-        for thread in threads:
+        for thread in sorted(threads, key=lambda t: keys.index(t.key)):  # in the keys' order
             case = session.exec(select(Case).where(Case.id == thread.case_id)).first()
             if case is None or case.erased:
                 continue

@@ -165,6 +165,16 @@ class Sql:
         return value if self.pg or value is None else str(value)
 
 
+def _platform_keys(ids: list[Normalized], keys: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """The record's first identifier of each platform type: what its handles are anchored to
+    (as ``resolution.platform_row`` picks it)."""
+    platform: dict[str, tuple[str, str]] = {}
+    for n, key in zip(ids, keys):
+        if n.type in PLATFORM_TYPES:
+            platform.setdefault(n.type, key)
+    return platform
+
+
 class BatchResolver:
     """``resolve(session, envelopes)`` for the batch consumer; same results as one by one."""
 
@@ -320,7 +330,7 @@ class BatchResolver:
             anchor_type = n.anchor_type
             if anchor_type is not None:
                 if platform is None:
-                    platform = {m.type: k for m, k in zip(ids, keys) if m.type in PLATFORM_TYPES}
+                    platform = _platform_keys(ids, keys)
                 anchor_key = platform.get(anchor_type)
                 if anchor_key is not None:
                     # a known handle next to its platform id: fine only if it is already tied to it
@@ -379,7 +389,7 @@ class BatchResolver:
                 anchor_key = None
                 if n.anchor_type is not None:
                     if platform is None:
-                        platform = {m.type: k for m, k in zip(ids, keys) if m.type in PLATFORM_TYPES}
+                        platform = _platform_keys(ids, keys)
                     anchor_key = platform.get(n.anchor_type)
                 key = (n.type, n.value)
                 batch.new_idents.append((n.type, n.value, cid, strength, rule, envelope.id, at, anchor_key))

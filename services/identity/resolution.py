@@ -151,8 +151,11 @@ def attribute(session: Session, envelope: Envelope, ctx: Context) -> Outcome:
     else:
         matched_by = evidence[0][0]
         customer = lock_customer(session, evidence[0][1].customer_id)
+        merged_now: dict[str, str] = {}  # merged by this record -> its survivor (the rows predate it)
         for n, row in evidence[1:]:
             other_id = row.customer_id
+            while other_id in merged_now:
+                other_id = merged_now[other_id]
             if other_id == customer.id:
                 continue
             strong_pair = (type_strength(n.type, vouched=vouched) == "strong"
@@ -164,6 +167,7 @@ def attribute(session: Session, envelope: Envelope, ctx: Context) -> Outcome:
                                            evidence=[MergeEvidence(identifier_type=matched_by.type, event_id=envelope.id),
                                                      MergeEvidence(identifier_type=n.type, event_id=envelope.id)])
                     outcome.merged.append(record.merged_id)
+                    merged_now[record.merged_id] = record.survivor_id
                     customer = lock_customer(session, record.survivor_id)
                     ctx.count("merged")
                     continue

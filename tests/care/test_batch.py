@@ -273,6 +273,38 @@ def test_on_postgresql_too(pg_settings):
 test_on_postgresql_too = pytest.mark.postgres(test_on_postgresql_too)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_reply_that_finds_two_open_cases_continues_the_one_of_the_message_it_replies_to(settings, backend, request):
+    """Its in_reply_to leads to case A, its conversation to case B: both paths take A (the
+    more precise key). The per-event path took the first thread row the database gave."""
+    if backend == "postgres":
+        pg = request.getfixturevalue("pg_settings")
+        reference = runtime_on(pg)
+        batched = runtime_on(pg.model_copy(update={"database_schema_prefix": pg.database_schema_prefix + "b_"}))
+    else:
+        reference = runtime_on(settings.model_copy(update={"data_dir": settings.data_dir / "reference"}))
+        batched = runtime_on(settings.model_copy(update={"data_dir": settings.data_dir / "batched"}))
+    try:
+        first = attributed("cus-2c", "refund!", keywords=("refund",), external_id="zz-1").interaction
+        second = attributed("cus-2c", "parcel!", keywords=("parcel",), external_id="b-9",
+                            conversation_id="aa").interaction
+        for runtime in (reference, batched):
+            arrange(runtime)
+            for interaction in (first, second):
+                with runtime.sessions() as session:
+                    domain.on_interaction(session, customer_id="cus-2c", settings=runtime.settings, now=MONDAY_10,
+                                          interaction=interaction)
+                    session.commit()
+        reply = attributed("cus-2c", "both?", intents=(), in_reply_to="zz-1", conversation_id="aa", external_id="r-7")
+        assert run_both(reference, batched, [reply]) == (["attached"], ["attached"])
+        state = assert_same(reference, batched)
+        [billing] = [c for c in state["cases"] if c["customer_id"] == "cus-2c" and c["topic"] == "billing"]
+        assert [m["case_id"] for m in state["messages"] if m["text"] == "both?"] == [billing["number"]]
+    finally:
+        reference.engine.dispose()
+        batched.engine.dispose()
+
+
 # --- through the platform's worker --------------------------------------------------------------
 
 @pytest.fixture

@@ -34,7 +34,11 @@ def _story():
     d2 = recorded(("x", "201"), ("email", "d4@example.com"), ("email", "d5@example.com"), ("email", "d6@example.com"))
     capped = crm(("email", "d1@example.com"), ("email", "d4@example.com"), verified_identifiers=("email",))
     weak = recorded(("x_handle", "ana_renamed"), ("instagram", "77"))
-    return [a1, a2, b1, c1, c2, a3, merge, takeover, d1, d2, capped, weak, retracted(a2), a1]
+    two_x = crm(("crm", "K-2"), ("x", "300"), ("x", "301"), ("x_handle", "kim"))  # kim is x:300's handle
+    older, newer = crm(("crm", "K-7")), crm(("email", "b7@example.com"), ("phone", "+351912345679"))
+    across = crm(("email", "b7@example.com"), ("crm", "K-7"), ("phone", "+351912345679"))  # newer, older, newer
+    return [a1, a2, b1, c1, c2, a3, merge, takeover, d1, d2, capped, weak, retracted(a2), a1,
+            two_x, older, newer, across]
 
 
 def _snapshot(store: Identity) -> dict:
@@ -270,3 +274,39 @@ def test_on_postgresql_the_batch_resolver_and_the_one_event_path_agree(pg_settin
     finally:
         one.engine.dispose()
         batched.engine.dispose()
+
+
+def test_a_handle_is_anchored_to_the_first_platform_id_of_its_record_on_both_paths(identity_settings, tmp_path):
+    """Two ids of one platform in a record (a CRM contact with two X accounts): the new
+    handle follows the first, in a batch as one event at a time; a later record with the
+    same ids then re-links nothing."""
+    record = crm(("crm", "K-2"), ("x", "300"), ("x", "301"), ("x_handle", "kim"))
+    for batched in (False, True):
+        store = Identity(identity_settings.model_copy(update={"data_dir": tmp_path / str(batched)}), batched=batched)
+        try:
+            store.ingest(record, recorded(("x", "999")))  # two events: a batch
+            store.ingest(crm(("crm", "K-2"), ("x", "300"), ("x", "301"), ("x_handle", "kim")))
+            with store.sessions() as session:
+                rows = {(r.type, r.value): r for r in session.execute(select(IdentifierLink)).scalars()}
+            assert rows[("x_handle", "kim")].anchor_id == rows[("x", "300")].id, batched
+            assert rows[("x_handle", "kim")].rule != "handle_rebound"
+        finally:
+            store.engine.dispose()
+
+
+def test_a_record_naming_the_newer_customer_around_the_older_one_merges_them_once(identity_settings, tmp_path):
+    """Its identifiers point at customer B, A, B: after B merges into the older A, the third
+    identifier's row still names B, which now answers as A (it was a failed merge of A
+    with a merged customer, retried and dead-lettered)."""
+    store = Identity(identity_settings.model_copy(update={"data_dir": tmp_path / "s"}))
+    try:
+        store.ingest(crm(("crm", "K-7")), crm(("email", "b7@example.com"), ("phone", "+351912345679")))
+        store.ingest(crm(("email", "b7@example.com"), ("crm", "K-7"), ("phone", "+351912345679")))
+        merged = [e for e in _snapshot(store)["events"] if e[0] == "identity.customer.merged"]
+        assert len(merged) == 1
+        with store.sessions() as session:
+            owners = {r.customer_id for r in session.execute(select(IdentifierLink)).scalars()}
+            active = session.execute(select(Customer).where(Customer.status == "active")).scalars().all()
+        assert len(owners) == 1 and [c.id for c in active] == list(owners)
+    finally:
+        store.engine.dispose()
