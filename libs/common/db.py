@@ -123,9 +123,12 @@ def _writer_turns(lock: FairLock) -> type[sqlite3.Connection]:
     up to 840 ms for 500 rows), and a writer that polls can miss its turn again and again.
     Inside one process this lock hands the turn over at once instead, in the order it was
     asked for (:class:`FairLock`): a connection takes
-    it before its transaction's first write and gives it back when the transaction ends
-    (commit, rollback or close). Readers never take it (WAL). Other processes still meet
-    the busy handler, as before."""
+    it before its transaction's first write (or at :func:`begin_writing`) and gives it back
+    when the transaction ends (commit, rollback or close). Readers never take it (WAL).
+    Other processes still meet the busy handler, as before. Only statements through a
+    cursor take it (SQLAlchemy's way): ``Connection.execute``/``executescript`` of the raw
+    sqlite3 connection bypass the overrides (CPython calls its own cursor), so nothing here
+    uses them to write."""
 
     class Cursor(sqlite3.Cursor):
         def execute(self, sql, parameters=()):
@@ -266,7 +269,9 @@ def select_in(connection, select_from: str, columns: Sequence[str], keys: Sequen
     ``where``'s placeholders), in :func:`multirow_statements` pieces at driver level:
     SQLAlchemy's expanding ``IN`` renders (and SQLite compiles) a new statement for every
     batch. Several columns compare as a row value against ``VALUES`` (SQLite takes a row
-    value ``IN`` only from a subquery)."""
+    value ``IN`` only from a subquery); PostgreSQL then types the VALUES by their parameters,
+    so text keys compare only with text columns there (a uuid or date column needs its keys
+    as those types, or a cast in ``columns``)."""
     mark = param_mark(connection.dialect)
     condition = f"{where} AND " if where else ""
     if len(columns) == 1:
