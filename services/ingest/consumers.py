@@ -33,6 +33,7 @@ PRIVACY_GROUP = "ingest-privacy"
 def on_attribution(session: Session, envelope: Envelope) -> None:
     payload = parse_payload(envelope)
     if isinstance(payload, InteractionAttributed):
+        domain.lock_customers(session, [payload.customer_id])
         domain.attribute(session, interaction_id=payload.interaction.interaction_id,
                          customer_id=payload.customer_id)
         if session.get(ErasedCustomer, payload.customer_id) is not None:
@@ -56,6 +57,7 @@ def on_attributions(session: Session, envelopes: list[Envelope]) -> None:
 
     def flush() -> None:
         if pending:
+            domain.lock_customers(session, {customer for _, customer in pending})
             # What domain.attribute does, for the whole run of attributions at once
             db.update_rows(connection, InteractionRow.__tablename__, "customer_id = v.column2", "id",
                            f"({mark}, {mark})", pending)
@@ -78,6 +80,7 @@ def on_erasure_requested(session: Session, envelope: Envelope) -> None:
     request = parse_payload(envelope)
     assert isinstance(request, ErasureRequested)
     customer_ids = [request.customer_id, *request.merged_ids]
+    domain.lock_customers(session, customer_ids)
     purged = domain.erase_customers(session, customer_ids=customer_ids)
     for customer_id in dict.fromkeys(customer_ids):
         if session.get(ErasedCustomer, customer_id) is None:

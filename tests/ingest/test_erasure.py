@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from socialzone_common.bus import OutgoingMessage
 from socialzone_common.envelope import now_utc
 from socialzone_common.events.common import Interaction
 from socialzone_common.events.identity import InteractionAttributed
 from socialzone_common.events.privacy import ErasureRequested
+from socialzone_ingest.consumers import on_attributions, on_erasure_requested
 
 from tests.ingest.conftest import READER, WRITER, bus_events, outbox_events, stored, wait_for
 
@@ -112,3 +115,47 @@ async def test_after_a_merge_the_survivors_erasure_covers_the_merged_customers_i
 
     await wait_for(lambda: stored(client)[0].erased_at is not None)
     assert outbox_events(client, "ingest.erasure.completed")[0][1].records_purged == 1
+
+
+@pytest.mark.postgres
+async def test_an_erasure_committing_while_an_attribution_is_in_flight_still_purges_it_on_postgresql(
+        ingest_settings, pg_settings):
+    """The attribution of a customer's first interaction and that customer's erasure at the
+    same moment (two topics, two consumers): the erasure waits for the attribution and then
+    finds the interaction. Without the lock each missed the other and the text stayed."""
+    import threading
+
+    from tests.ingest.conftest import serving
+
+    settings = ingest_settings.model_copy(update={"database_url": pg_settings.database_url,
+                                                  "database_schema_prefix": pg_settings.database_schema_prefix})
+    async with serving(settings) as client:
+        response = await client.post("/ingest/v1/interactions", headers=WRITER, json=item(9, "909", "my secret"))
+        interaction_id = response.json()["interaction_id"]
+        [row] = stored(client)
+        attributed = InteractionAttributed(customer_id="cus_racing", interaction=Interaction.model_validate_json(
+            row.document)).to_envelope(source="socialzone/identity")
+        erasure = ErasureRequested(erasure_id=str(uuid.uuid4()), customer_id="cus_racing",
+                                   requested_at=now_utc()).to_envelope(source="socialzone/identity")
+        sessions = client.runtime.sessions
+        attributing = sessions()
+
+        def erase() -> None:
+            with sessions() as session:
+                on_erasure_requested(session, erasure)
+                session.commit()
+
+        eraser = threading.Thread(target=erase)
+        try:
+            on_attributions(attributing, [attributed])  # not committed yet
+            eraser.start()
+            eraser.join(timeout=0.5)
+            waited = eraser.is_alive()  # for the attribution of the same customer
+            attributing.commit()
+        finally:
+            attributing.close()  # (a rollback if it failed: nothing left holding locks)
+        eraser.join(timeout=10)
+        assert waited
+        [row] = stored(client)
+        assert row.id == interaction_id and row.customer_id == "cus_racing"
+        assert row.erased_at is not None and "my secret" not in row.document
