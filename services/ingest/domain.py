@@ -59,10 +59,18 @@ def _uuid_text(digest: bytes, version: int) -> str:
 
 def content_external_id(item: InteractionIn, identifiers: Sequence[tuple[str, str, bool | None]]) -> str:
     """Stands in for a missing external id: a hash of what identifies the item, as normalized
-    (``@Rita`` and ``rita`` are one handle, 10:30+01:00 and 09:30Z one time)."""
-    basis = orjson.dumps([item.kind, item.occurred_at.astimezone(timezone.utc).isoformat(), item.text,
-                          [(t, v) for t, v, _ in identifiers]])
-    return "sha256:" + hashlib.sha256(basis).hexdigest()
+    (``@Rita`` and ``rita`` are one handle, 10:30+01:00 and 09:30Z one time, 10.0 and 10.00 one
+    amount). A transaction is part of it: a customer's order and refund of the same minute are
+    two records, not one record twice."""
+    def amount(value):
+        return None if value is None else format(value.normalize(), "f")
+
+    basis = [item.kind, item.occurred_at.astimezone(timezone.utc).isoformat(), item.text,
+             [(t, v) for t, v, _ in identifiers]]
+    if (tx := item.transaction) is not None:  # only then: the ids of other items stay as they were
+        basis.append([tx.type, amount(tx.amount), tx.currency,
+                      [(i.sku, i.name, i.quantity, amount(i.unit_price)) for i in tx.items]])
+    return "sha256:" + hashlib.sha256(orjson.dumps(basis)).hexdigest()
 
 
 # --- back-pressure ------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ async def poll_feed(runtime: ServiceRuntime, feed_id: str, *, client: httpx.Asyn
             current = session.get(Feed, feed_id)
             if current is None:  # unsubscribed meanwhile
                 return PollResult(feed_id=feed_id, status=200)
-            keys = [k for k in (_key(e, current.url) for e in document.entries) if k]
+            keys = [_key(e, current.url) for e in document.entries]
             seen: set[str] = set()
             for i in range(0, len(keys), 500):
                 seen.update(session.exec(select(FeedEntry.entry_id).where(
@@ -147,11 +147,10 @@ async def poll_feed(runtime: ServiceRuntime, feed_id: str, *, client: httpx.Asyn
     return await asyncio.to_thread(record)
 
 
-def _key(entry, feed_url: str) -> str | None:
+def _key(entry, feed_url: str) -> str:
     from socialzone_ingest.connectors.feeds import entry_key
 
-    key = entry_key(entry, feed_url)
-    return key[:1024] if key else None
+    return entry_key(entry, feed_url)[:1024]  # FeedEntry.entry_id's length
 
 
 def _schedule(feed: Feed, *, status: int | None, error: str | None, settings: IngestSettings) -> None:

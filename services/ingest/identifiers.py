@@ -7,7 +7,10 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 # Handles are case-insensitive on these networks; numeric account ids are kept as they are.
-_HANDLE_TYPES = {"x_handle", "instagram_handle", "reddit", "mastodon_acct", "tiktok_handle", "threads_handle"}
+# ``mastodon`` is an account too (``user@instance``, what the Mastodon connector sends): typed
+# either way by a sender, the same account must give the same author key.
+_HANDLE_TYPES = {"x_handle", "instagram_handle", "reddit", "mastodon", "mastodon_acct", "tiktok_handle",
+                 "threads_handle"}
 
 
 def normalize_identifier(type_: str, value: str, *, default_region: str | None = None) -> str:

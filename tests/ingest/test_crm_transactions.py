@@ -87,7 +87,7 @@ async def test_json_transactions_take_the_same_fields_and_items(client):
     assert response.status_code == 202
     results = response.json()["results"]
     assert results[0]["status"] == "accepted"
-    assert results[1]["errors"][0]["field"] == "[1].type"
+    assert results[1]["errors"][0]["field"] == "transactions[1].type"  # from the payload root
     order = outbox_events(client, "ingest.interaction.recorded")[0][1].interaction
     assert order.transaction.items[0].quantity == 3 and order.transaction.amount == Decimal("30")
 
@@ -96,3 +96,47 @@ async def test_a_csv_that_is_not_utf8_is_a_422(client):
     response = await client.post("/ingest/v1/transactions", content="type,occurred_at\nordér,x\n".encode("utf-16"),
                                  headers={**WRITER, "Content-Type": "text/csv"})
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body"
+
+
+CSV = {**WRITER, "Content-Type": "text/csv"}
+
+
+async def test_a_csv_with_rfc_4180_escaped_quotes_keeps_them_in_the_cell(client):
+    body = ('type,occurred_at,email,text\n'
+            'order,2026-11-02T10:00:00Z,a@example.com,"He said ""late"", again"\n'
+            'call,2026-11-02T11:00:00Z,a@example.com,"two\nlines, ""quoted"""\n').encode()
+    response = await client.post("/ingest/v1/transactions", content=body, headers=CSV)
+    assert response.status_code == 202, response.text
+    texts = [p.interaction.text for _, p in outbox_events(client, "ingest.interaction.recorded")]
+    assert texts == ['He said "late", again', 'two\nlines, "quoted"']
+
+
+async def test_a_semicolon_or_tab_separated_export_is_still_read(client):
+    semicolons = ('transaction_id;type;occurred_at;amount;currency;email;text\n'
+                  'S-1;order;2026-11-02T10:00:00Z;10.00;EUR;a@example.com;"a ""quoted""; note"\n')
+    tabs = 'transaction_id\ttype\toccurred_at\temail\nS-2\tcall\t2026-11-02T11:00:00Z\ta@example.com\n'
+    first = await client.post("/ingest/v1/transactions", content=semicolons.encode(), headers=CSV)
+    second = await client.post("/ingest/v1/transactions", content=tabs.encode(), headers=CSV)
+    assert first.json()["accepted"] == second.json()["accepted"] == 1
+    order = outbox_events(client, "ingest.interaction.recorded")[0][1].interaction
+    assert (order.text, order.transaction.amount) == ('a "quoted"; note', Decimal("10"))
+
+
+async def test_errors_in_wrapped_json_transactions_are_named_from_the_payload_root(client):
+    response = await client.post("/ingest/v1/transactions", headers=WRITER, json={"transactions": [
+        {"type": "order", "occurred_at": "nope", "email": "a@example.com"}]})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "transactions[0].occurred_at"
+
+
+async def test_rows_without_transaction_id_are_told_apart_by_their_transaction(client):
+    body = ('type,occurred_at,amount,currency,crm_id\n'
+            'order,2026-11-02T00:00:00Z,10.00,EUR,C-1\n'
+            'refund,2026-11-02T00:00:00Z,-10.00,EUR,C-1\n'
+            'order,2026-11-02T00:00:00Z,25.00,EUR,C-1\n').encode()
+    response = await client.post("/ingest/v1/transactions", content=body, headers=CSV)
+    assert response.json()["accepted"] == 3
+    # the same order again, its amount written otherwise and its time in another zone: one record
+    again = b'type,occurred_at,amount,currency,crm_id\norder,2026-11-02T01:00:00+01:00,10.0,eur,C-1\n'
+    response = await client.post("/ingest/v1/transactions", content=again, headers=CSV)
+    assert response.json()["duplicates"] == 1 and len(stored(client)) == 3

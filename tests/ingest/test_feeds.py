@@ -180,3 +180,56 @@ async def test_a_feed_larger_than_the_payload_limit_is_refused_not_read_whole(in
             result = (await client.post(f"/ingest/v1/feeds/{feed['id']}/poll", headers=WRITER)).json()
             assert stored(client) == []
     assert result["status"] is None and "larger than 8192 bytes" in result["error"]
+
+
+TYPED_ATOM = """<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Bistro</title>
+<id>urn:bistro</id><updated>2026-11-19T10:00:00Z</updated><author><name>Jane</name></author>
+<entry><id>urn:bistro:1</id><title type="html">Fish &amp;amp; Chips &lt;em&gt;now&lt;/em&gt;</title>
+<updated>2026-11-19T10:00:00Z</updated><summary type="text">if x&lt;y and a&lt;b&gt;c then buy Acme</summary></entry>
+</feed>"""
+
+BARE_RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Notes</title><link>https://notes.example.org/</link>
+<item><title>First note</title><description>Acme was late.</description></item>
+<item><description>Untitled, and no link either.</description></item></channel></rss>"""
+
+
+def static_site(**documents: str) -> FastAPI:
+    app = FastAPI()
+    for name, document in documents.items():
+        app.get(f"/{name}.xml")(lambda document=document: Response(document, media_type="application/xml"))
+    return app
+
+
+async def test_an_html_title_becomes_text_and_a_plain_text_summary_stays_as_written(client):
+    with http_server(static_site(typed=TYPED_ATOM)) as base:
+        feed = await subscribe(client, f"{base}/typed.xml")
+        await client.post(f"/ingest/v1/feeds/{feed['id']}/poll", headers=WRITER)
+    entry = outbox_events(client, "ingest.interaction.recorded")[0][1].interaction
+    assert entry.text == "Fish & Chips now\n\nif x<y and a<b>c then buy Acme"
+
+
+async def test_entries_beyond_the_per_poll_limit_are_taken_by_the_next_polls(ingest_settings):
+    site = FeedSite()
+    site.items = [(f"post-{n}", f"Review {n}", "Fine.") for n in range(8)]
+    site.use_etag = False
+    limited = ingest_settings.model_copy(update={"run_consumers": False, "feed_max_entries": 5})
+    with http_server(site.app) as base:
+        async with serving(limited) as client:
+            feed = await subscribe(client, f"{base}/feed.xml")
+            polls = []
+            for _ in range(3):
+                site.modified = site.modified.replace(minute=len(polls) + 1)  # not a 304
+                polls.append((await client.post(f"/ingest/v1/feeds/{feed['id']}/poll", headers=WRITER)).json())
+            assert [p["accepted"] for p in polls] == [5, 3, 0]
+            assert len(stored(client)) == 8
+
+
+async def test_rss_items_without_guid_or_link_are_recorded_once_by_their_content(client):
+    with http_server(static_site(bare=BARE_RSS)) as base:
+        feed = await subscribe(client, f"{base}/bare.xml")
+        first = (await client.post(f"/ingest/v1/feeds/{feed['id']}/poll", headers=WRITER)).json()
+        second = (await client.post(f"/ingest/v1/feeds/{feed['id']}/poll", headers=WRITER)).json()
+    assert first["accepted"] == 2
+    assert (second["new_entries"], second["accepted"]) == (0, 0)
+    keys = {row.external_id for row in stored(client)}
+    assert len(keys) == 2 and all(k.startswith(f"{base}/bare.xml#sha256:") for k in keys)

@@ -158,3 +158,22 @@ async def test_an_unreachable_instance_is_reported_and_retried_without_losing_th
     async with serving(configured) as client:
         results = await poll_mastodon(client.runtime)
     assert results[0].error and "Connect" in results[0].error
+
+
+async def test_a_signature_with_non_ascii_characters_is_a_401(client):
+    body = dumps({"event": "status.created", "object": status(1)})
+    response = await client.post("/ingest/webhooks/mastodon", content=body, headers={
+        "Content-Type": "application/json", "X-Hub-Signature": "sha256=\xe9".encode("latin-1")})
+    assert response.status_code == 401
+    assert stored(client) == []
+
+
+async def test_a_mastodon_identifier_from_the_canonical_api_is_the_connectors_author(client):
+    await deliver(client, {"event": "status.created", "object": status(1)})
+    item = {"source": "web", "kind": "post", "external_id": "m1", "occurred_at": START.isoformat(), "text": "hi",
+            "author": {"identifiers": [{"type": "mastodon", "value": f"@Dora@{INSTANCE.upper()}"}]}}
+    response = await client.post("/ingest/v1/interactions", headers=WRITER, json=item)
+    assert response.status_code == 202, response.text
+    (webhook, _), (api, recorded) = outbox_events(client, "ingest.interaction.recorded")
+    assert recorded.interaction.author.identifiers[0].value == f"dora@{INSTANCE}"
+    assert api.subject == webhook.subject  # one author key: one partition, one customer

@@ -155,3 +155,27 @@ async def test_without_a_configured_app_secret_every_delivery_is_refused(ingest_
             "hub.mode": "subscribe", "hub.verify_token": "", "hub.challenge": "1"})
         assert stored(client) == []
     assert response.status_code == 401 and handshake.status_code == 403
+
+
+async def test_a_signature_with_non_ascii_characters_is_a_401(client):
+    body = dumps(page_delivery(comment()))
+    response = await client.post("/ingest/webhooks/meta", content=body, headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=\xe9".encode("latin-1")})
+    assert response.status_code == 401
+    assert stored(client) == []
+
+
+async def test_an_instagram_comment_without_the_entry_time_names_the_entry_time(client):
+    value = {"id": "17950011223345", "text": "Acme!", "from": {"id": "3301", "username": "sylvester.cat"}}
+    for n, time in enumerate((None, 1e20)):  # missing, or out of range
+        entry = {"id": "1789000111", "changes": [{"field": "comments", "value": value}],
+                 **({"time": time} if time is not None else {})}
+        response = await deliver(client, {"object": "instagram", "entry": [entry]})
+        assert response.status_code == 422, (n, response.text)
+        assert response.json()["errors"][0]["field"] == "entry[0].time"
+    late_message = await deliver(client, page_delivery(messaging=[
+        {"sender": {"id": "6200551"}, "recipient": {"id": PAGE_ID}, "timestamp": 1e20,
+         "message": {"mid": "m_1", "text": "hello"}}]))
+    assert late_message.status_code == 422
+    assert late_message.json()["errors"][0]["field"] == "entry[0].messaging[0].timestamp"
+    assert stored(client) == []

@@ -80,3 +80,12 @@ async def test_the_same_listing_twice_is_recorded_once(client):
     again = await client.post("/ingest/v1/sources/reddit", json=listing(t3(score=99)), headers=WRITER)
     assert again.json()["duplicates"] == 1
     assert len(outbox_events(client, "ingest.interaction.recorded")) == 1
+
+
+async def test_a_created_utc_out_of_range_is_named_not_a_server_error(client):
+    response = await client.post("/ingest/v1/sources/reddit", headers=WRITER,
+                                 json=listing(t3("t3_far1", created_utc=1e20), t3("t3_nan1", created_utc="nan")))
+    assert response.status_code == 422, response.text
+    assert [r["errors"][0]["field"] for r in response.json()["results"]] == [
+        "data.children[0].data.created_utc", "data.children[1].data.created_utc"]
+    assert stored(client) == []

@@ -161,3 +161,20 @@ async def test_a_post_whose_delete_notice_came_first_is_not_recorded(client):
     assert "deleted at the source" in late.json()["results"][0]["errors"][0]["message"]
     assert [row.external_id for row in stored(client)] == ["1857700000000000602"]
     assert len(outbox_events(client, "ingest.interaction.recorded")) == 1
+
+
+async def test_a_response_with_no_results_records_nothing_and_is_not_an_error(client):
+    response = await client.post("/ingest/v1/sources/x", json={"meta": {"result_count": 0}}, headers=WRITER)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 0 and stored(client) == []
+
+
+async def test_a_single_post_withheld_in_some_countries_is_still_a_post(client):
+    post = complaint(withheld={"copyright": False, "country_codes": ["DE"]})
+    response = await client.post("/ingest/v1/sources/x", json={"data": post}, headers=WRITER)
+    assert response.json()["accepted"] == 1
+    # the compliance event of the same name records nothing
+    event = {"data": {"withheld": {"tweet": {"id": "1857700000000000101", "author_id": "90210"},
+                                   "withheld_in_countries": ["DE"], "event_at": "2026-11-18T09:00:00.000Z"}}}
+    notice = await client.post("/ingest/v1/sources/x", json=event, headers=WRITER)
+    assert notice.json()["ignored"] == 1 and len(stored(client)) == 1

@@ -74,9 +74,14 @@ def native_errors(exc: ValidationError, path: str) -> list[FieldError]:
 
 
 def epoch(value: float | int) -> datetime:
-    """Seconds (or milliseconds, from their size) since the epoch as an aware UTC time."""
+    """Seconds (or milliseconds, from their size) since the epoch as an aware UTC time;
+    ValueError when out of range (or not a number: NaN)."""
     seconds = value / 1000 if value > 10_000_000_000 else value
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # a ValueError, so that a validator calling this reports the field (a 422, not a 500)
+        raise ValueError("not a time: out of range (seconds since 1970-01-01 UTC)") from None
 
 
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")

@@ -13,8 +13,10 @@ Columns (JSON fields have the same names):
 | ``text`` | a note, the subject of an e-mail, the summary of a call |
 | ``items`` | JSON only: ``[{"sku", "name", "quantity", "unit_price"}]`` |
 
-Unknown columns are ignored (and listed in the answer). Each row is valid or rejected on
-its own, with its row number (the header is row 1).
+A CSV is read as RFC 4180 (comma separated, ``""`` for a quote in a quoted cell), or as
+semicolon or tab separated when its header row clearly is. Unknown columns are ignored (and
+listed in the answer). Each row is valid or rejected on its own, with its row number (the
+header is row 1); a JSON record's errors are named from the payload's root (``transactions[0].type``).
 """
 
 from __future__ import annotations
@@ -109,23 +111,42 @@ def _one(parsed: Parsed, raw: Any, *, index: int, line: int | None, path: str | 
 def parse_json(payload: Any) -> Parsed:
     """One record, an array of records, or ``{"transactions": [...]}``."""
     parsed = Parsed()
+    prefix = ""  # paths in errors start at the payload's root: ``transactions[0].occurred_at``
     if isinstance(payload, dict) and isinstance(payload.get("transactions"), list):
-        payload = payload["transactions"]
+        payload, prefix = payload["transactions"], "transactions"
     records = payload if isinstance(payload, list) else [payload]
     for n, raw in enumerate(records):
-        _one(parsed, raw, index=parsed.next_index(), line=None, path=f"[{n}]" if isinstance(payload, list) else None)
+        _one(parsed, raw, index=parsed.next_index(), line=None,
+             path=f"{prefix}[{n}]" if isinstance(payload, list) else None)
     return parsed
+
+
+def _dialect(text: str) -> type[csv.Dialect]:
+    """RFC 4180 (comma, ``""`` escaping a quote) unless the header row clearly separates its
+    columns with ``;`` or a tab (European exports). Only the delimiter is guessed, from the
+    header: sniffing quoting from one line, or from a sample cut mid-row, misreads ``""``."""
+    try:
+        header = next(csv.reader(io.StringIO(text[:4096])), [""])
+    except csv.Error:
+        return csv.excel  # parse_csv reports what is wrong with it, on its row
+    if len(header) > 1:
+        return csv.excel  # it splits on commas already
+    line = header[0] if header else ""
+    counts = {d: line.count(d) for d in ";\t"}
+    delimiter = max(counts, key=counts.__getitem__)
+    if not counts[delimiter]:
+        return csv.excel
+    return csv.excel_tab if delimiter == "\t" else _Semicolon
+
+
+class _Semicolon(csv.excel):
+    delimiter = ";"
 
 
 def parse_csv(text: str) -> tuple[Parsed, list[str]]:
     """The rows of a CSV export (comma, semicolon or tab separated) and the ignored columns."""
     parsed = Parsed()
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample.splitlines()[0] if sample else ",", delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(io.StringIO(text), _dialect(text))
     try:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:

@@ -27,8 +27,11 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     """Mastodon signs webhook deliveries with ``X-Hub-Signature: sha256=<hex HMAC-SHA256>``."""
     if not header or not header.startswith("sha256="):
         return False
+    given = header.removeprefix("sha256=").strip().lower()
+    if not given.isascii():
+        return False  # not a hex digest (compare_digest refuses non-ASCII text: it would be a 500)
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    return hmac.compare_digest(expected, given)
 
 
 class _Native(BaseModel):

@@ -27,8 +27,11 @@ def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the app secret>``."""
     if not header or not header.startswith("sha256="):
         return False
+    given = header.removeprefix("sha256=").strip().lower()
+    if not given.isascii():
+        return False  # not a hex digest (compare_digest refuses non-ASCII text: it would be a 500)
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    return hmac.compare_digest(expected, given)
 
 
 class _Native(BaseModel):
@@ -116,7 +119,7 @@ def parse(payload: Any) -> Parsed:
             parsed.reject(parsed.next_index(), [FieldError(field=f"entry[{e}]", message="must be an object")])
             continue
         owner = str(entry.get("id") or "")
-        entry_time = _when(entry.get("time"))
+        entry_time = _entry_time(entry.get("time"))
         for c, change in enumerate(entry.get("changes") or []):
             path = f"entry[{e}].changes[{c}]"
             field = change.get("field") if isinstance(change, dict) else None
@@ -124,12 +127,22 @@ def parse(payload: Any) -> Parsed:
             if network == "facebook" and field == "feed":
                 _feed(parsed, value, owner, entry_time, f"{path}.value")
             elif network == "instagram" and field == "comments":
-                _instagram_comment(parsed, value, owner, entry_time, f"{path}.value")
+                _instagram_comment(parsed, value, owner, entry_time, f"{path}.value", f"entry[{e}]")
             else:
                 parsed.ignore(parsed.next_index(), path=path)
         for m, event in enumerate(entry.get("messaging") or []):
             _message(parsed, event, owner, network, f"entry[{e}].messaging[{m}]")
     return parsed
+
+
+def _entry_time(value: Any) -> datetime | None:
+    """The entry's ``time`` (epoch seconds), None when it is missing or not a time: an item
+    that needs it says so (a Facebook change has its own ``created_time``)."""
+    try:
+        value = _when(value)
+    except ValueError:
+        return None
+    return value if isinstance(value, datetime) else None
 
 
 def _feed(parsed: Parsed, value: Any, page_id: str, entry_time: Any, path: str) -> None:
@@ -178,7 +191,8 @@ def _feed(parsed: Parsed, value: Any, page_id: str, entry_time: Any, path: str) 
                                                       "author": "from"})
 
 
-def _instagram_comment(parsed: Parsed, value: Any, account_id: str, entry_time: Any, path: str) -> None:
+def _instagram_comment(parsed: Parsed, value: Any, account_id: str, entry_time: datetime | None, path: str,
+                       entry_path: str) -> None:
     index = parsed.next_index()
     try:
         comment = InstagramComment.model_validate(value)
@@ -187,6 +201,10 @@ def _instagram_comment(parsed: Parsed, value: Any, account_id: str, entry_time: 
         return
     if comment.from_.id == account_id:
         parsed.ignore(index, path=path)  # our own reply
+        return
+    if entry_time is None:  # a comment has no time of its own: the entry's is its time
+        parsed.reject(index, [FieldError(field=f"{entry_path}.time", message="seconds since the epoch required")],
+                      path=path)
         return
     identifiers = [{"type": "instagram", "value": comment.from_.id}]
     if comment.from_.username:
@@ -197,7 +215,7 @@ def _instagram_comment(parsed: Parsed, value: Any, account_id: str, entry_time: 
         "author": {"identifiers": identifiers, "display_name": comment.from_.username},
         "text": comment.text, "conversation_id": media_id, "in_reply_to": comment.parent_id or media_id,
     }
-    parsed.add(index, fields, path=path, field_names={"occurred_at": "time", "author": "from"})
+    parsed.add(index, fields, path=path, field_names={"author": "from"})
 
 
 def _message(parsed: Parsed, event: Any, owner: str, network: str, path: str) -> None:

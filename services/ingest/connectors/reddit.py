@@ -11,9 +11,10 @@ are followed).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from socialzone_ingest.connectors import Parsed, Retraction, epoch, native_errors
 from socialzone_ingest.models import FieldError
@@ -30,7 +31,15 @@ class Thing(_Native):
     name: str = Field(pattern=r"^t[13]_[0-9a-z]+$")
     author: str = Field(min_length=1)
     subreddit: str | None = None
-    created_utc: float
+    created_utc: datetime
+
+    @field_validator("created_utc", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> Any:
+        # converted while validating, so that an out-of-range time is reported on its field
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return epoch(value)
+        return value
     permalink: str | None = None
     score: int | None = None
     num_comments: int | None = None
@@ -93,7 +102,7 @@ def _thing(parsed: Parsed, child: Any, path: str) -> None:
         fields = {
             "source": SOURCE, "kind": "post" if kind == "t3" else "comment", "external_id": thing.name,
             "url": f"https://www.reddit.com{thing.permalink}" if thing.permalink else None,
-            "occurred_at": epoch(thing.created_utc),
+            "occurred_at": thing.created_utc,
             "author": {"identifiers": [{"type": "reddit", "value": thing.author}], "display_name": thing.author},
             "text": text, "conversation_id": thing.link_id or (thing.name if kind == "t3" else None),
             "in_reply_to": thing.parent_id if kind == "t1" else None, "metrics": metrics,

@@ -4,7 +4,9 @@ compliance stream's events (``{"data": {"delete": {"tweet": {"id", "author_id"},
 - An edited post is one interaction: it is keyed by the first id of
   ``edit_history_tweet_ids``; its later ids are kept as aliases (a delete notice may name any).
 - ``delete`` retracts (reason deleted), ``drop`` retracts (reason moderated); other
-  compliance events (withheld, undrop, tweet_edit) record nothing.
+  compliance events (withheld, undrop, tweet_edit) record nothing. A post carrying its own
+  ``withheld`` field is a post, not such an event.
+- A response with no results has no ``data`` (``{"meta": {"result_count": 0}}``): nothing to record.
 - Kind: ``reply`` when the post replies to another, ``mention`` when it mentions an
   account, ``post`` otherwise.
 """
@@ -101,11 +103,13 @@ def parse(payload: Any) -> Parsed:
         for n, event in enumerate(payload):
             _compliance(parsed, event, f"[{n}]")
         return parsed
+    if _empty_result(payload):
+        return parsed  # a search or timeline page with nothing in it: nothing to record
     if not isinstance(payload, dict) or "data" not in payload:
         parsed.reject(parsed.next_index(), [FieldError(field="data", message="Field required")])
         return parsed
     data = payload["data"]
-    if isinstance(data, dict) and any(k in data for k in (*_COMPLIANCE_RETRACTS, *_COMPLIANCE_OTHERS)):
+    if _is_compliance(data):
         _compliance(parsed, payload, "")
         return parsed
     users = _users(payload.get("includes"))
@@ -113,6 +117,21 @@ def parse(payload: Any) -> Parsed:
     for n, raw in enumerate(posts):
         _post(parsed, raw, users, "data" if isinstance(data, dict) else f"data[{n}]")
     return parsed
+
+
+def _empty_result(payload: Any) -> bool:
+    """X omits ``data`` from a response with no results: ``{"meta": {"result_count": 0}}``."""
+    if not isinstance(payload, dict) or "data" in payload:
+        return False
+    meta = payload.get("meta")
+    return isinstance(meta, dict) and meta.get("result_count") == 0
+
+
+def _is_compliance(data: Any) -> bool:
+    """``{"delete": {"tweet": ...}}`` and the like. A post has an ``id``, and may carry a
+    ``withheld`` field of its own (the countries it is withheld in): it is still a post."""
+    return (isinstance(data, dict) and "id" not in data
+            and any(k in data for k in (*_COMPLIANCE_RETRACTS, *_COMPLIANCE_OTHERS)))
 
 
 def _users(includes: Any) -> dict[str, XUser]:
