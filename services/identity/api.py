@@ -26,6 +26,7 @@ from socialzone_identity import audit, merging, privacy, suggestions, timeline
 from socialzone_identity.identifiers import InvalidIdentifier, Rules, is_pii_type, mask, type_strength
 from socialzone_identity.models import AuditEntry, Customer, IdentifierLink, MatchSuggestion
 from socialzone_identity.profile import current_consents, summary
+from socialzone_identity.resolution import is_suppressed
 from socialzone_identity.schemas import (ConsentUpdate, Decision, IdentifierCreate, MergeRequest, TimelinePage,
                                          UnmergeRequest)
 from socialzone_identity.store import SOURCE, active_customer, chase, lock_customer
@@ -110,7 +111,7 @@ def mask_event(data: dict[str, Any] | None) -> dict[str, Any] | None:
 
     def fix(identifier: dict) -> dict:
         if isinstance(identifier, dict) and is_pii_type(identifier.get("type", "")):
-            return {**identifier, "value": mask(identifier["type"], identifier.get("value", ""))}
+            return {**identifier, "value": mask(identifier["type"], identifier.get("value") or "")}
         return identifier
 
     data = dict(data)
@@ -209,6 +210,9 @@ def link_identifier(customer_id: str, body: IdentifierCreate, session: SessionDe
     except InvalidIdentifier as exc:
         raise Unprocessable(f"value: {exc}", errors=[{"field": "value", "message": str(exc)}]) from None
     customer = lock_customer(session, customer_id)
+    if is_suppressed(session, rules, [n]):
+        # an erased person's identifier: linking it by hand would re-create what the erasure forgot
+        raise Conflict(f"the {n.type} identifier belongs to an erased customer and cannot be linked again")
     existing = session.execute(select(I).where(I.c.type == n.type, I.c.value == n.value)).first()
     if existing is not None:
         if existing.customer_id == customer.id:
@@ -281,19 +285,26 @@ async def stream_timeline(customer_id: str, request: Request, runtime: RuntimeDe
                           max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300.0) -> StreamingResponse:
     """Each entry is an SSE ``timeline`` event whose ``id`` is the entry id; reconnect with
     ``Last-Event-ID`` to continue. The stream ends after ``max_seconds`` (clients reconnect)."""
+    pii = can_see_pii(principal)
+
     def start() -> tuple[str, int]:
         with runtime.sessions() as session:
             customer, _ = _resolve(session, customer_id)
             from sqlalchemy import func
 
             last = session.execute(select(func.max(timeline.T.c.id))).scalar() or 0
+            if pii and include == "event":
+                # the stream sends unmasked events like the timeline page does: audited the same
+                # way, once per stream (a reconnect is a new stream and a new entry)
+                audit.record(session, actor=principal.name, action="pii_read", customer_id=customer.id,
+                             what="timeline_stream")
+                session.commit()
             return customer.id, last
 
     resolved, last_id = await asyncio.to_thread(start)
     header = request.headers.get("last-event-id")
     if header and header.isdigit():
         last_id = int(header)
-    pii = can_see_pii(principal)
     poll = runtime.settings.timeline_stream_poll_s
 
     def fetch(after: int) -> tuple[list[dict[str, Any]], str]:

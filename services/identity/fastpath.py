@@ -67,13 +67,15 @@ _CUSTOMER_COLUMNS = ("id", "status", "merged_into", "created_at", "updated_at", 
 
 
 class Ident:
-    """A known identifier: its row id (None until inserted), customer and platform-id anchor."""
+    """A known identifier: its row id (None until inserted), customer, platform-id anchor and
+    origin (the customer it was first linked to: an unmerge gives it back with that one)."""
 
-    __slots__ = ("id", "customer_id", "anchor_id", "anchor_key")
+    __slots__ = ("id", "customer_id", "anchor_id", "anchor_key", "origin")
 
     def __init__(self, row_id: int | None, customer_id: str, anchor_id: int | None = None,
-                 anchor_key: tuple[str, str] | None = None) -> None:
+                 anchor_key: tuple[str, str] | None = None, origin: str | None = None) -> None:
         self.id, self.customer_id, self.anchor_id, self.anchor_key = row_id, customer_id, anchor_id, anchor_key
+        self.origin = origin or customer_id
 
 
 class Cust:
@@ -130,7 +132,8 @@ class Sql:
             return ", ".join(json_mark if c in json_columns else mark for c in columns)
 
         self.mark = mark
-        self.lookup = "SELECT id, type, value, customer_id, anchor_id FROM identifiers WHERE type = {m} AND value IN ({})"
+        self.lookup = ("SELECT id, type, value, customer_id, anchor_id, origin_customer_id FROM identifiers "
+                       "WHERE type = {m} AND value IN ({})")
         self.load = "SELECT id, status, merged_into, profile FROM customers WHERE id IN ({}) ORDER BY id" + (
             " FOR UPDATE" if pg else "")  # PostgreSQL: locked until the batch commits (see resolution.py)
         self.suppressed = "SELECT hash FROM suppressions WHERE hash IN ({})"
@@ -271,8 +274,8 @@ class BatchResolver:
                 chunk = values[i:i + CHUNK]
                 statement = sql.lookup.format(sql.marks(len(chunk)), m=sql.mark)
                 rows = conn.exec_driver_sql(statement, (kind, *chunk)).fetchall()  # faster than row by row
-                for row_id, kind_, value, customer_id, anchor_id in rows:
-                    idents[(kind_, value)] = Ident(row_id, customer_id, anchor_id)
+                for row_id, kind_, value, customer_id, anchor_id, origin in rows:
+                    idents[(kind_, value)] = Ident(row_id, customer_id, anchor_id, origin=origin)
                     owners.add(customer_id)
         self._load_customers(session, conn, batch, owners)
         return owners
@@ -379,9 +382,17 @@ class BatchResolver:
                 cid, cid, event_id, CREATED, "identity", at, timeline.summarize(CREATED, data),
                 interaction["source"], interaction["interaction_id"], None, None, None, None, None, sql.false,
                 body.decode())))
+        matched_by = None
+        if evidence:
+            if len(evidence) > 1:
+                vouched = p.vouched
+                evidence.sort(key=lambda e: 0 if type_strength(e[0].type, vouched=vouched) == "strong" else 1)
+            matched_by = evidence[0][0]
         if new:
             vouched = p.vouched
             rule = "new_customer" if created else ("deterministic_record" if vouched else "co_occurrence")
+            # as resolution._link: new identifiers take the origin of the one the record came in through
+            origin = evidence[0][1].origin if evidence else cid
             if len(new) > 1:
                 new.sort(key=lambda n: 1 if n.anchor_type else 0)  # platform ids before their handles
             for n in new:
@@ -392,8 +403,8 @@ class BatchResolver:
                         platform = _platform_keys(ids, keys)
                     anchor_key = platform.get(n.anchor_type)
                 key = (n.type, n.value)
-                batch.new_idents.append((n.type, n.value, cid, strength, rule, envelope.id, at, anchor_key))
-                idents[key] = Ident(None, cid, None, anchor_key)
+                batch.new_idents.append((n.type, n.value, cid, origin, strength, rule, envelope.id, at, anchor_key))
+                idents[key] = Ident(None, cid, None, anchor_key, origin)
                 counts[n.type] = counts.get(n.type, 0) + 1
                 event_id = new_event_id()
                 body = orjson.dumps({"customer_id": cid, "identifier": {"type": n.type, "value": n.value, "verified": None},
@@ -406,12 +417,6 @@ class BatchResolver:
                 batch.dirty[cid] = cust
                 if what == "value":
                     cust.rematch = True
-        matched_by = None
-        if evidence:
-            if len(evidence) > 1:
-                vouched = p.vouched
-                evidence.sort(key=lambda e: 0 if type_strength(e[0].type, vouched=vouched) == "strong" else 1)
-            matched_by = evidence[0][0]
         data = {"customer_id": cid, "interaction": interaction,
                 "matched_by": ({"type": matched_by.type, "value": matched_by.value, "verified": None}
                                if matched_by else None),
@@ -526,8 +531,8 @@ class BatchResolver:
         idents = batch.idents
         new = batch.new_idents
         rows = []
-        for kind, value, cid, strength, rule, event_id, at, _anchor in new:
-            rows.append((kind, value, cid, cid, strength, rule, event_id, None, None, at, at))
+        for kind, value, cid, origin, strength, rule, event_id, at, _anchor in new:
+            rows.append((kind, value, cid, origin, strength, rule, event_id, None, None, at, at))
         for row_id, kind, value in db.insert_rows(conn, *sql.identifiers, rows, " RETURNING id, type, value"):
             idents[(kind, value)].id = row_id
         anchors = []

@@ -216,8 +216,15 @@ class Rules:
         return found
 
 
+def type_key(kind: str) -> str:
+    """An identifier type as :meth:`Rules.normalize` spells it: raw records (an event's
+    author identifiers) may say "EMAIL" or " Phone", which must mask like "email"."""
+    return (kind or "").strip().lower()
+
+
 def mask(kind: str, value: str) -> str:
     """An e-mail address or phone number with most of it hidden; other types unchanged."""
+    kind = type_key(kind)
     if kind == "email":
         local, _, domain = value.partition("@")
         return f"{local[:1]}***@{domain}" if domain else "***"
@@ -227,4 +234,4 @@ def mask(kind: str, value: str) -> str:
 
 
 def is_pii_type(kind: str) -> bool:
-    return kind in CONTACT_TYPES
+    return type_key(kind) in CONTACT_TYPES

@@ -4,7 +4,8 @@ A merge keeps the older customer (by creation time): the other one's identifiers
 timeline entries, consents and blocking keys move to the survivor in one transaction,
 its row stays with ``merged_into`` so that its id keeps answering. An unmerge gives
 back what came through the restored customer: the identifiers first linked to it (or
-to customers merged into it before) and the timeline entries that came through them.
+to customers merged into it before, or learned next to one of those since), the
+timeline entries that came through them and the consents stated through its id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
+from socialzone_common import db
 from socialzone_common.envelope import now_utc
 from socialzone_common.errors import Conflict, NotFound, Unprocessable
 from socialzone_common.events.common import Identifier
@@ -24,7 +26,8 @@ from socialzone_identity import audit, timeline
 from socialzone_identity.identifiers import Rules
 from socialzone_identity.models import (BlockingKey, ConsentRecord, Customer, IdentifierLink, MatchSuggestion, Merge,
                                         TimelineEntry)
-from socialzone_identity.profile import apply_profile, current_consents, merge_profiles, without_origins
+from socialzone_identity.profile import (apply_profile, current_consents, merge_profiles, observed_lists,
+                                         without_origins)
 from socialzone_identity.store import SOURCE, chase, descendants, lock_customer
 
 I = IdentifierLink.__table__
@@ -50,8 +53,20 @@ def _pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
+class AlreadyOne(Unprocessable):
+    """The two ids already answer as one customer (422): nothing to merge."""
+
+    def __init__(self, first: str, second: str, customer_id: str) -> None:
+        detail = (f"{first} and {second} are already one customer ({customer_id})" if first != second
+                  else "a customer cannot be merged with itself")
+        super().__init__(detail, errors=[{"field": "customer_ids", "message": detail}])
+        self.customer_id = customer_id
+
+
 def resolve_pair(session: Session, first: str, second: str, *, lock: bool) -> tuple[Customer, Customer]:
     """Both active customers (following merges), survivor first; 404/422 for bad pairs."""
+    if lock:
+        db.begin_writing(session)  # on SQLite: take the writer turn before the reads below
     for cid in (first, second):
         found = chase(session, cid)
         if found is None:
@@ -60,12 +75,14 @@ def resolve_pair(session: Session, first: str, second: str, *, lock: bool) -> tu
             raise NotFound(f"customer {cid} was erased")
     a_id, b_id = chase(session, first)[0], chase(session, second)[0]
     if a_id == b_id:
-        detail = (f"{first} and {second} are already one customer ({a_id})" if first != second
-                  else "a customer cannot be merged with itself")
-        raise Unprocessable(detail, errors=[{"field": "customer_ids", "message": detail}])
+        raise AlreadyOne(first, second, a_id)
     if lock:
         lo, hi = sorted((a_id, b_id))  # one global order: no deadlock between two merges
         x, y = lock_customer(session, lo), lock_customer(session, hi)
+        # a concurrent merge of the same pair may have committed while we waited: both
+        # locks then follow to its survivor, and merging it into itself would lose both
+        if x.id == y.id:
+            raise AlreadyOne(first, second, x.id)
     else:
         x, y = session.get(Customer, a_id), session.get(Customer, b_id)
     return _older_first(x, y)
@@ -144,22 +161,25 @@ def merge(session: Session, *, rules: Rules, first: str, second: str, rule: str,
         if (latest_after is not None and latest_after["granted"] == granted
                 and survivor_had is not None and survivor_had["granted"] == granted):
             continue
-        _consent_row(session, customer_id=survivor.id, purpose=purpose, granted=granted, source="merge",
-                     actor=actor, reason=f"most restrictive of {survivor.id} and {merged.id}", at=now)
+        # the row carries the statement of whichever side made it, so that an unmerge gives
+        # the merged customer's withdrawal back with it and the survivor's own comes back
+        origin = survivor.id if survivor_had is not None and survivor_had["granted"] == granted else merged.id
+        _consent_row(session, customer_id=survivor.id, origin=origin, purpose=purpose, granted=granted,
+                     source="merge", actor=actor, reason=f"most restrictive of {survivor.id} and {merged.id}", at=now)
     audit.record(session, actor=actor, action="merge", customer_id=survivor.id, reason=reason,
                  merged_id=merged.id, rule=rule, evidence=[e.model_dump() for e in evidence])
     return record
 
 
-def _consent_row(session: Session, *, customer_id: str, purpose: str, granted: bool, source: str, actor: str,
-                 reason: str | None, at) -> None:
-    session.add(ConsentRecord(customer_id=customer_id, origin_customer_id=customer_id, purpose=purpose,
+def _consent_row(session: Session, *, customer_id: str, origin: str, purpose: str, granted: bool, source: str,
+                 actor: str, reason: str | None, at) -> None:
+    session.add(ConsentRecord(customer_id=customer_id, origin_customer_id=origin, purpose=purpose,
                               granted=granted, source=source, changed_at=at, recorded_at=at, actor=actor,
                               reason=reason))
     envelope = enqueue(session, ConsentChanged(customer_id=customer_id, purpose=purpose, granted=granted,
                                                source=source, changed_at=at).to_envelope(source=SOURCE))
     session.flush()
-    timeline.add_event(session, envelope, customer_id=customer_id)
+    timeline.add_event(session, envelope, customer_id=customer_id, origin=origin)
 
 
 def unmerge(session: Session, *, customer_id: str, restored_customer_id: str, identifiers: list[tuple[str, str]] | None,
@@ -188,24 +208,32 @@ def unmerge(session: Session, *, customer_id: str, restored_customer_id: str, id
                 detail = f"identifier {kind}:{value} does not belong to {survivor.id}"
                 raise Unprocessable(detail, errors=[{"field": "identifiers", "message": detail}])
             rows.append(row)
+    if not rows:
+        # nothing to give back: the restored customer would come back without a way to find it
+        detail = (f"identifiers: no identifier of {survivor.id} was first linked to {restored.id}; name the ones "
+                  "to move" if identifiers is None else "identifiers: name at least one identifier to move")
+        raise Unprocessable(detail, errors=[{"field": "identifiers", "message": detail}])
     ids = [r.id for r in rows]
     remaining = session.execute(select(func.count()).select_from(I).where(
-        I.c.customer_id == survivor.id, I.c.id.not_in(ids) if ids else True)).scalar_one()
-    if ids and remaining == 0:
+        I.c.customer_id == survivor.id, I.c.id.not_in(ids))).scalar_one()
+    if remaining == 0:
         detail = "the unmerge would leave the survivor without identifiers"
         raise Unprocessable(detail, errors=[{"field": "identifiers", "message": detail}])
     now = now_utc()
-    if ids:
-        session.execute(update(I).where(I.c.id.in_(ids)).values(customer_id=restored.id))
+    session.execute(update(I).where(I.c.id.in_(ids)).values(customer_id=restored.id))
     moved_entries = session.execute(update(T).where(
         T.c.customer_id == survivor.id,
-        (T.c.via_identifier_id.in_(ids) if ids else False)
+        T.c.via_identifier_id.in_(ids)
         | (T.c.via_identifier_id.is_(None) & T.c.origin_customer_id.in_(origins))).values(customer_id=restored.id)).rowcount
     session.execute(update(ConsentRecord.__table__).where(
         ConsentRecord.customer_id == survivor.id, ConsentRecord.origin_customer_id.in_(origins))
         .values(customer_id=restored.id))
     session.execute(BlockingKey.__table__.delete().where(BlockingKey.customer_id == survivor.id))
-    profile = without_origins(survivor.profile, origins, record.survivor_profile_before)
+    names, locations = observed_lists(session.execute(select(T.c.event).where(
+        T.c.customer_id == survivor.id, T.c.event_type == "identity.interaction.attributed")
+        .order_by(T.c.occurred_at, T.c.id)).scalars())
+    profile = without_origins(survivor.profile, origins, record.survivor_profile_before, names=names,
+                              locations=locations)
     for key, value in apply_profile(survivor, profile).items():
         setattr(survivor, key, value)
     survivor.updated_at = now

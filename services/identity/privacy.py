@@ -39,13 +39,15 @@ def set_consent(session: Session, *, customer_id: str, purpose: str, granted: bo
         raise Unprocessable(detail, errors=[{"field": "purpose", "message": detail}])
     customer = lock_customer(session, customer_id)
     at = (changed_at or now_utc()).astimezone(timezone.utc)
-    session.add(ConsentRecord(customer_id=customer.id, origin_customer_id=customer.id, purpose=purpose,
+    # the origin is the id the caller named (a merged one, maybe): the statement is that
+    # person's, and an unmerge gives it back with them (as department events on the timeline)
+    session.add(ConsentRecord(customer_id=customer.id, origin_customer_id=customer_id, purpose=purpose,
                               granted=granted, source=source, changed_at=at, recorded_at=now_utc(), actor=actor,
                               reason=reason))
     envelope = enqueue(session, ConsentChanged(customer_id=customer.id, purpose=purpose, granted=granted,
                                                source=source, changed_at=at).to_envelope(source=SOURCE))
     session.flush()
-    timeline.add_event(session, envelope, customer_id=customer.id)
+    timeline.add_event(session, envelope, customer_id=customer.id, origin=customer_id)
     audit.record(session, actor=actor, action="consent", customer_id=customer.id, reason=reason, purpose=purpose,
                  granted=granted, source=source)
     return {"customer_id": customer.id, "current": current_consents(session, customer.id).get(purpose),

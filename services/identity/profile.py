@@ -141,12 +141,43 @@ def merge_profiles(survivor: dict[str, Any] | None, merged: dict[str, Any] | Non
     return result
 
 
-def without_origins(profile: dict[str, Any] | None, origins: set[str], before: dict[str, Any] | None) -> dict[str, Any]:
+def observed_lists(events) -> tuple[list[str], list[str]]:
+    """The names and places that attributed interactions (their events' data, oldest
+    first) disclose about their authors, as :func:`reconcile` collects them."""
+    names: list[str] = []
+    places: list[str] = []
+    for data in events:
+        author = ((data or {}).get("interaction") or {}).get("author") or {}
+        values = {k: str(v).strip() for k, v in (author.get("attributes") or {}).items()
+                  if k in FIELDS and v not in (None, "")}
+        shown = (author.get("display_name") or "").strip()[:256]
+        for name in (shown, _full_name(values)):
+            if name and name not in names:
+                names.append(name)
+        place = _place(values)
+        if place and place not in places:
+            places.append(place)
+    return names, places
+
+
+def _kept(current: list[str], observed: list[str]) -> list[str]:
+    """What is still observed, in the profile's order, then what now has room (at most MAX_LIST)."""
+    still = set(observed)
+    kept = [item for item in current if item in still]
+    kept += [item for item in observed if item not in kept]
+    return kept[:MAX_LIST]
+
+
+def without_origins(profile: dict[str, Any] | None, origins: set[str], before: dict[str, Any] | None, *,
+                    names: list[str], locations: list[str]) -> dict[str, Any]:
     """The survivor's profile after an unmerge: the fields that came from the restored
-    customers go; the survivor's own value from before the merge comes back."""
+    customers go; the survivor's own value from before the merge comes back. Names and
+    locations are rebuilt from the observations that stay (``names``, ``locations``: see
+    :func:`observed_lists`), not taken from before the merge: that would drop what other
+    merged customers brought and what the survivor learned since."""
     fields = {k: v for k, v in ((profile or {}).get("fields") or {}).items() if v.get("from") not in origins}
-    restored = {"fields": fields, "names": list((before or {}).get("names") or []),
-                "locations": list((before or {}).get("locations") or [])}
+    restored = {"fields": fields, "names": _kept(list((profile or {}).get("names") or []), names),
+                "locations": _kept(list((profile or {}).get("locations") or []), locations)}
     for name, field in ((before or {}).get("fields") or {}).items():
         restored["fields"].setdefault(name, field)
     return restored

@@ -171,6 +171,8 @@ def attribute(session: Session, envelope: Envelope, ctx: Context) -> Outcome:
                     customer = lock_customer(session, record.survivor_id)
                     ctx.count("merged")
                     continue
+                except merging.AlreadyOne:
+                    continue  # a concurrent merge already made them one: what this record asks is done
                 except Conflict:
                     outcome.suggested += suggestions.suggest(session, customer.id, other_id, rule="cap_exceeded",
                                                              evidence_event_id=envelope.id)
@@ -181,7 +183,10 @@ def attribute(session: Session, envelope: Envelope, ctx: Context) -> Outcome:
     outcome.customer_id = customer.id
 
     # Link what is new; re-link handles to the customer of their platform id.
-    linked = _link(session, ctx, envelope, customer, ids, rows, vouched, occurred, created)
+    # a new identifier goes with the one the record came in through: an unmerge of that
+    # identifier's first customer takes it back too
+    origin = evidence[0][1].origin_customer_id if evidence else customer.id
+    linked = _link(session, ctx, envelope, customer, ids, rows, vouched, occurred, created, origin)
     outcome.linked = len(linked)
     via = _via(session, rows, linked, matched_by, ids)
 
@@ -232,7 +237,7 @@ def _create(session: Session, envelope: Envelope, interaction, occurred) -> Cust
 
 
 def _link(session: Session, ctx: Context, envelope: Envelope, customer: Customer, ids: list[Normalized],
-          rows: dict, vouched: bool, occurred, created: bool) -> dict[tuple[str, str], int]:
+          rows: dict, vouched: bool, occurred, created: bool, origin: str) -> dict[tuple[str, str], int]:
     """Insert the record's new identifiers (within caps) and re-link rebound handles."""
     linked: dict[tuple[str, str], int] = {}
     counts = merging.identifier_counts(session, customer.id) if not created else {}
@@ -272,7 +277,7 @@ def _link(session: Session, ctx: Context, envelope: Envelope, customer: Customer
                         ctx.rules.cap(n.type))
             continue
         counts[n.type] = counts.get(n.type, 0) + 1
-        values = dict(type=n.type, value=n.value, customer_id=customer.id, origin_customer_id=customer.id,
+        values = dict(type=n.type, value=n.value, customer_id=customer.id, origin_customer_id=origin,
                       strength=strength, rule=rule, evidence_event_id=envelope.id, evidence_agent=None,
                       anchor_id=anchor, linked_at=occurred, last_seen_at=occurred)
         row_id = _insert_identifier(session, values)
