@@ -7,8 +7,8 @@ the batch one event per transaction with the per-event handler: the reference).
 
 - **Reads**: for the batch's customers, one query each for their open cases, the
   thread keys the interactions continue (and those cases), their replicated facts
-  (value, advocate tier) and open deals; agents with their load and the queue rows
-  when the first case needs routing; advocates per topic when a question may be
+  (value, advocate tier), open deals and erasures; agents with their load, the queue rows
+  and round-robin pointers when the first case needs routing; advocates per topic when a question may be
   offered. Rules, queues' configuration, members, SLA policies, calendars and crises
   come from the per-process configuration cache, as on the per-event path.
 - **Decisions** in Python on :class:`CaseState` objects (a row of ``care_cases``
@@ -16,9 +16,9 @@ the batch one event per transaction with the per-event handler: the reference).
   and ``routing`` work on them unchanged), in event order: two messages of one
   customer in one batch thread into one case as they would one after the other.
 - **Writes** at the end: new cases, changed columns of existing cases, messages, thread
-  keys and history as driver-level multi-row statements of tuples (:class:`Writer`: each value
-  through its column type's bind processor, as Core would); facts, agents' and queues'
-  round-robin state with Core; the outbox events in order, written as the bytes
+  keys, history and round-robin pointers (an upsert) as driver-level multi-row statements
+  of tuples (:class:`Writer`: each value through its column type's bind processor, as Core
+  would); facts and agents' state with Core; the outbox events in order, written as the bytes
   ``to_structured(payload.to_envelope(...))`` would give (``outbox.structured_row``,
   ``outbox.enqueue_structured``).
 - **Configuration** (rules, SLA policies and calendars, queues and members, crises) is
@@ -32,7 +32,7 @@ the batch one event per transaction with the per-event handler: the reference).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, bindparam, func, insert, select, update
 from sqlmodel import Session
@@ -46,10 +46,10 @@ from socialzone_care import routing, sla
 from socialzone_care.domain import (
     IDENTIFIER_HANDLES, PUBLIC_KINDS, _words, new_id, rules, thread_keys, tracked_topics,
 )
-from socialzone_care.common import SOURCE
+from socialzone_care.common import SOURCE, digest
 from socialzone_care.models import (
-    OPEN_STATUSES, AdvocateTopic, Agent, Case, CaseActivity, CaseMessage, CaseThread, CustomerFacts, Lead,
-    OpeningRule, Queue,
+    OPEN_STATUSES, AdvocateTopic, Agent, Case, CaseActivity, CaseMessage, CaseThread, CustomerFacts,
+    ErasedCustomer, Lead, OpeningRule, Queue, RoundRobin,
 )
 
 CASES = Case.__table__
@@ -277,6 +277,7 @@ class InteractionBatch:
         self.deals: dict[str, int] = {}
         self.agents: dict[str, Row] | None = None  # read with the queues when a case is first routed
         self.queue_rows: dict[str, Row] = {}
+        self.pointers: dict[str, str | None] = {}  # queue -> round-robin pointer (care_round_robin)
         self.loads: dict[str, int] = {}
         self.advocates: dict[str, list[str]] = {}
         # writes, in order
@@ -290,6 +291,7 @@ class InteractionBatch:
         self.changed_facts: set[str] = set()
         self.changed_agents: set[str] = set()
         self.changed_queues: set[str] = set()
+        self.erased: set[str] = set()  # the batch's customers whose data was erased
         self._prefetch(items)
 
     # --- reads ---------------------------------------------------------------------------
@@ -320,6 +322,10 @@ class InteractionBatch:
             if missing:
                 for values in _case_rows(conn.execute(select(CASES).where(CASES.c.id.in_(missing)))):
                     self._remember(values)
+        erasures = ErasedCustomer.__table__
+        digests = {digest(c): c for c in customers}
+        for (key,) in conn.execute(select(erasures.c.digest).where(erasures.c.digest.in_(sorted(digests)))):
+            self.erased.add(digests[key])
         facts = CustomerFacts.__table__
         self.facts = dict.fromkeys(customers)
         for row in conn.execute(select(facts).where(facts.c.customer_id.in_(customers))):
@@ -345,6 +351,8 @@ class InteractionBatch:
         self.agents = {row.id: Row(_row(row._mapping)) for row in conn.execute(select(agents).order_by(agents.c.id))}
         queues = Queue.__table__
         self.queue_rows = {row.name: Row(dict(row._mapping)) for row in conn.execute(select(queues))}
+        pointers = RoundRobin.__table__
+        self.pointers = {row.queue: row.last_agent_id for row in conn.execute(select(pointers))}
         self.loads = dict.fromkeys(self.agents, 0)
         if self.agents:
             for assignee, count in conn.execute(
@@ -368,6 +376,8 @@ class InteractionBatch:
 
     def handle(self, *, customer_id: str, interaction: Interaction, now: datetime) -> str:
         """What domain.on_interaction would do; ``SLOW`` (nothing done) when it must do it."""
+        if customer_id in self.erased:
+            return "ignored"  # domain.on_interaction: nothing is kept of an erased customer
         settings = self.settings
         target = None
         for key in _thread_keys(interaction, customer_id):  # in their order, as domain.on_interaction
@@ -561,10 +571,10 @@ class InteractionBatch:
         if not candidates:
             return False
         settings = self.settings
-        expires = now + timedelta(seconds=settings.advocate_offer_s)
-        if case.first_response_due is not None:
-            expires = min(expires, case.first_response_due - timedelta(seconds=settings.advocate_fallback_margin_s))
-        if expires <= now:
+        expires = sla.advocate_offer_expiry(self.config.policy_and_calendar(case.sla_policy)[1], case, now=now,
+                                            offer_s=settings.advocate_offer_s,
+                                            margin_s=settings.advocate_fallback_margin_s)
+        if expires is None:
             return False
         case.advocate_id, case.advocate_offer_expires_at = candidates[0], expires
         self._assign(case, candidates[0], kind="advocate", rule="advocate_first_tier", now=now)
@@ -601,7 +611,7 @@ class InteractionBatch:
                                                 a.last_assigned_at or datetime.min, a.id))
         # round robin: the first eligible member after the last one assigned, else the first
         # eligible one (agents are in id order; eligibility is checked only as far as needed)
-        last = queue.last_agent_id if queue else None
+        last = self.pointers.get(queue_name)
         first = None
         for a in agents:
             if (last is None or a.id > last) or first is None:
@@ -624,10 +634,8 @@ class InteractionBatch:
             if agent is not None:
                 agent.last_assigned_at = now
                 self.changed_agents.add(assignee_id)
-            queue_row = self.queue_rows.get(case.queue) if rule in ("round_robin", "least_loaded") else None
-            if queue_row is not None:
-                queue_row.last_agent_id = assignee_id
-                self.changed_queues.add(queue_row.name)
+            self.pointers[case.queue] = assignee_id  # routing.advance: every assignment to an agent
+            self.changed_queues.add(case.queue)
         if self.agents is not None and assignee_id in self.loads:
             self.loads[assignee_id] += 1
         self.activity(case, "assigned", now, assignee_id=assignee_id, assignee_kind=kind, queue=case.queue,
@@ -688,11 +696,10 @@ class InteractionBatch:
                          [{"_id": a, "last_assigned_at": self.agents[a].last_assigned_at}
                           for a in sorted(self.changed_agents)])
         if self.changed_queues:
-            table = Queue.__table__
-            conn.execute(update(table).where(table.c.name == bindparam("_id"))
-                         .values(last_agent_id=bindparam("last_agent_id")),
-                         [{"_id": q, "last_agent_id": self.queue_rows[q].last_agent_id}
-                          for q in sorted(self.changed_queues)])
+            writer.insert(RoundRobin.__table__, ("queue", "last_agent_id"),
+                          [(q, self.pointers[q]) for q in sorted(self.changed_queues)],
+                          suffix=f" ON CONFLICT ({writer.quote('queue')}) DO UPDATE SET "
+                                 "last_agent_id = excluded.last_agent_id")
         outbox.enqueue_structured(self.session, self.outbox)
 
 

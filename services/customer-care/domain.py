@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import string
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import String, cast, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, delete, select
 
@@ -249,10 +249,10 @@ def offer_to_advocate(session: Session, case: Case, *, settings, now: datetime) 
         .order_by(col(AdvocateTopic.accepted_answers).desc(), AdvocateTopic.advocate_id)).all()
     if not candidates:
         return False
-    expires = now + timedelta(seconds=settings.advocate_offer_s)
-    if case.first_response_due is not None:
-        expires = min(expires, case.first_response_due - timedelta(seconds=settings.advocate_fallback_margin_s))
-    if expires <= now:
+    expires = sla.advocate_offer_expiry(sla.case_calendar(session, case), case, now=now,
+                                        offer_s=settings.advocate_offer_s,
+                                        margin_s=settings.advocate_fallback_margin_s)
+    if expires is None:
         return False
     advocate = candidates[0][0].advocate_id
     case.advocate_id, case.advocate_offer_expires_at = advocate, expires
@@ -264,6 +264,11 @@ def offer_to_advocate(session: Session, case: Case, *, settings, now: datetime) 
 def on_interaction(session: Session, *, customer_id: str, interaction: Interaction, settings,
                    now: datetime) -> str:
     """Handle one attributed interaction; returns what it did (for tests and metrics)."""
+    if is_erased(session, customer_id):
+        # The erasure comes on another topic, so an interaction attributed before it can
+        # arrive after it: keep nothing of it (no case, message, thread key or value), as
+        # POST /cases refuses a new case for them.
+        return "ignored"
     if interaction.transaction is not None and interaction.transaction.amount is not None:
         row = facts(session, customer_id)
         amount = float(interaction.transaction.amount)
@@ -317,7 +322,12 @@ def on_interaction(session: Session, *, customer_id: str, interaction: Interacti
 def _is_advocate_answer(session: Session, case: Case, author_id: str) -> bool:
     if case.assignee_kind == "advocate" and case.assignee_id == author_id:
         return True
-    row = session.get(CustomerFacts, author_id)
+    return is_advocate(session, author_id)
+
+
+def is_advocate(session: Session, customer_id: str) -> bool:
+    """An advocate per marketing's facts: a tier above none, not flagged."""
+    row = session.get(CustomerFacts, customer_id)
     return row is not None and row.advocate_tier != "none" and not row.advocate_flagged
 
 
@@ -394,22 +404,47 @@ def respond(session: Session, *, case_id: str, body: ResponseCreate, principal: 
         activity(session, case, "note", now, author_id=author)
         return message
     if body.kind == "advocate":
-        if not body.author_id:
-            raise Unprocessable("author_id: an advocate answer needs the advocate's customer id",
-                                errors=[{"field": "author_id", "message": "required for kind advocate"}])
-        return record_advocate_answer(session, case, advocate_id=body.author_id, text=text, interaction=None,
-                                      now=now)
+        return _record_for_advocate(session, case, advocate_id=body.author_id, text=text, now=now)
     message = CaseMessage(id=new_id(), case_id=case.id, kind="reply", author_id=author, author_kind="agent",
                           public=body.public, state="sent", text=text, created_at=now)
-    crises = crisis_topics(session, case) if body.public else []
-    if crises:
-        message.state = "pending_approval"
-        session.add(message)
-        activity(session, case, "awaiting_approval", now, response_id=message.id, crisis_topics=crises)
+    if body.public and _held(session, case, message, now=now):
         return message
     session.add(message)
     _send(session, case, message, settings=settings, now=now)
     return message
+
+
+def _record_for_advocate(session: Session, case: Case, *, advocate_id: str | None, text: str,
+                         now: datetime) -> CaseMessage:
+    """An agent records an advocate's answer. Only for a customer who is an advocate: the
+    answer is credited to them when accepted (marketing rewards it), and an agent must not
+    be able to pass their own reply off as one. It is public and sent by care, so crisis
+    mode holds it like any public reply."""
+    if not advocate_id:
+        raise Unprocessable("author_id: an advocate answer needs the advocate's customer id",
+                            errors=[{"field": "author_id", "message": "required for kind advocate"}])
+    if not is_advocate(session, advocate_id):
+        raise Unprocessable(f"author_id: {advocate_id!r} is not an advocate",
+                            errors=[{"field": "author_id",
+                                     "message": "not an advocate (no advocate tier, or flagged)"}])
+    message = _advocate_message(case, advocate_id=advocate_id, text=text, interaction=None, now=now)
+    if _held(session, case, message, now=now):
+        return message
+    session.add(message)
+    _advocate_answered(session, case, message, now=now)
+    return message
+
+
+def _held(session: Session, case: Case, message: CaseMessage, *, now: datetime) -> bool:
+    """Crisis mode: a public message care sends on a case with an active crisis on one of
+    its topics waits for a lead's approval (nothing is published). True when held."""
+    crises = crisis_topics(session, case)
+    if not crises:
+        return False
+    message.state = "pending_approval"
+    session.add(message)
+    activity(session, case, "awaiting_approval", now, response_id=message.id, crisis_topics=crises)
+    return True
 
 
 def _send(session: Session, case: Case, message: CaseMessage, *, settings, now: datetime) -> None:
@@ -454,18 +489,32 @@ def decide_approval(session: Session, *, case_id: str, response_id: str, approve
     message.state = "sent" if approve else "rejected"
     session.add(message)
     activity(session, case, "approved" if approve else "rejected", now, response_id=message.id, lead=lead)
-    if approve:
+    if approve and message.kind == "advocate":
+        _advocate_answered(session, case, message, now=now)
+    elif approve:
         _send(session, case, message, settings=settings, now=now)
     return message
 
 
 def record_advocate_answer(session: Session, case: Case, *, advocate_id: str, text: str | None,
                            interaction: Interaction | None, now: datetime) -> CaseMessage:
-    message = CaseMessage(id=new_id(), case_id=case.id, kind="advocate", author_id=advocate_id,
-                          author_kind="advocate", public=True, state="sent", text=text,
-                          interaction_id=interaction.interaction_id if interaction else None,
-                          external_id=interaction.external_id if interaction else None, created_at=now)
+    """The advocate answered on the network themselves (no crisis gate: care sent nothing)."""
+    message = _advocate_message(case, advocate_id=advocate_id, text=text, interaction=interaction, now=now)
     session.add(message)
+    _advocate_answered(session, case, message, now=now)
+    return message
+
+
+def _advocate_message(case: Case, *, advocate_id: str, text: str | None, interaction: Interaction | None,
+                      now: datetime) -> CaseMessage:
+    return CaseMessage(id=new_id(), case_id=case.id, kind="advocate", author_id=advocate_id,
+                       author_kind="advocate", public=True, state="sent", text=text,
+                       interaction_id=interaction.interaction_id if interaction else None,
+                       external_id=interaction.external_id if interaction else None, created_at=now)
+
+
+def _advocate_answered(session: Session, case: Case, message: CaseMessage, *, now: datetime) -> None:
+    advocate_id = message.author_id
     case.updated_at = now
     session.add(case)
     activity(session, case, "advocate_answer", now, response_id=message.id, advocate_id=advocate_id)
@@ -473,7 +522,6 @@ def record_advocate_answer(session: Session, case: Case, *, advocate_id: str, te
         case_id=case.id, customer_id=case.customer_id, response_id=message.id, responder_id=advocate_id,
         responder_kind="advocate", channel=case.channel, public=True, first_response=False,
         seconds_since_opened=max(0, int((now - case.opened_at).total_seconds()))))
-    return message
 
 
 def accept_answer(session: Session, *, case_id: str, response_id: str, settings, now: datetime) -> Case:
@@ -484,6 +532,12 @@ def accept_answer(session: Session, *, case_id: str, response_id: str, settings,
     if message.kind != "advocate":
         raise Conflict("only an advocate's answer can be accepted",
                        errors=[{"field": "response_id", "message": f"a {message.kind} message"}])
+    if message.state != "sent":  # held in crisis mode or rejected: the customer never saw it
+        raise Conflict(f"response {response_id} is {message.state}, not sent",
+                       errors=[{"field": "response_id", "message": f"state is {message.state}"}])
+    if message.author_id is None:
+        raise Conflict("the advocate's data was erased: the answer can no longer be credited",
+                       errors=[{"field": "response_id", "message": "advocate erased"}])
     if case.status == "resolved":
         raise Conflict("the case is already resolved", errors=[{"field": "case_id", "message": "case resolved"}])
     message.accepted = True
@@ -507,17 +561,20 @@ def assign_case(session: Session, *, case_id: str, assignee_id: str | None, queu
     if case.status == "resolved":
         raise Conflict("the case is resolved: reopen it before assigning it",
                        errors=[{"field": "case_id", "message": "case resolved"}])
+    previous = case.assignee_id if case.assignee_kind == "agent" else None
     if assignee_id is None:
         if routing.route(session, case, now=now, queue=queue or case.queue, rule=None) is None:
             routing.assign(session, case, assignee_id=None, rule="manual", now=now, queue=queue or case.queue)
-        return case
-    agent = session.get(Agent, assignee_id)
-    if agent is None or not agent.active:
-        raise Unprocessable(f"assignee_id: no active agent {assignee_id!r}",
-                            errors=[{"field": "assignee_id", "message": "unknown or inactive agent"}])
-    case.advocate_offer_expires_at = None
-    routing.assign(session, case, assignee_id=agent.id, rule=None, now=now, queue=queue)
-    sla.schedule(case, now)
+    else:
+        agent = session.get(Agent, assignee_id)
+        if agent is None or not agent.active:
+            raise Unprocessable(f"assignee_id: no active agent {assignee_id!r}",
+                                errors=[{"field": "assignee_id", "message": "unknown or inactive agent"}])
+        case.advocate_offer_expires_at = None
+        routing.assign(session, case, assignee_id=agent.id, rule=None, now=now, queue=queue)
+        sla.schedule(case, now)
+    if previous is not None and previous != case.assignee_id:
+        routing.free(session, previous, now=now)  # the previous agent's room goes to waiting cases
     return case
 
 
@@ -549,11 +606,7 @@ def _resolve(session: Session, case: Case, *, resolution: str, resolver_id: str 
         case_id=case.id, customer_id=case.customer_id, resolution=resolution, resolver_id=resolver_id,
         resolved_by_advocate=advocate_id is not None, advocate_id=advocate_id, responses=case.responses,
         seconds_to_resolve=max(0, int((now - case.opened_at).total_seconds()))))
-    if freed:
-        agent = session.get(Agent, freed)
-        session.flush()
-        if agent is not None:
-            routing.drain(session, list(agent.queues), now=now, limit=agent.capacity)
+    routing.free(session, freed, now=now)
     return case
 
 
@@ -682,10 +735,27 @@ def on_merged(session: Session, *, survivor_id: str, merged_id: str, settings, n
 def on_unmerged(session: Session, *, customer_id: str, restored_id: str, settings, now: datetime) -> int:
     moved = session.exec(select(Case).where(Case.customer_id == customer_id, Case.merged_from == restored_id)).all()
     for case in moved:
-        case.customer_id, case.merged_from = restored_id, None
+        # merged_from holds only the latest merge; after A into B into C, A's case must
+        # remember A once it is back with B, so the next unmerge (B -> A) finds it
+        case.customer_id, case.merged_from = restored_id, _earlier_origin(session, case)
         activity(session, case, "customer_unmerged", now, restored_customer_id=restored_id, from_id=customer_id)
         session.add(case)
     return len(moved)
+
+
+def _earlier_origin(session: Session, case: Case) -> str | None:
+    """The customer the case came from in the merge before its latest one, from its
+    history: each merge pushes the merged id, each unmerge pops one."""
+    entries = session.exec(select(CaseActivity.kind, CaseActivity.detail).where(
+        CaseActivity.case_id == case.id, col(CaseActivity.kind).in_(("customer_merged", "customer_unmerged")))
+        .order_by(col(CaseActivity.id))).all()
+    origins: list[str] = []
+    for kind, detail in entries:
+        if kind == "customer_merged":
+            origins.append(detail.get("merged_id"))
+        elif origins:
+            origins.pop()
+    return origins[-2] if len(origins) >= 2 else None
 
 
 def erase(session: Session, *, erasure_id: str, customer_id: str, merged_ids: tuple[str, ...] = (),
@@ -695,12 +765,19 @@ def erase(session: Session, *, erasure_id: str, customer_id: str, merged_ids: tu
     purged = 0
     cases = session.exec(select(Case).where(or_(col(Case.customer_id).in_(ids),
                                                 col(Case.merged_from).in_(ids)))).all()
+    freed: list[str] = []
     for case in cases:
         anonymous = "erased:" + digest(case.customer_id)[:24]
         case.customer_id, case.merged_from = anonymous, None
         case.subject = case.customer_name = case.customer_handle = case.csat_comment = None
         case.followers, case.interaction_id, case.erased = None, None, True
         case.advocate_offer_expires_at = None
+        case.priority_factors = _anonymous_factors(case.priority_factors)
+        closing = case.status in OPEN_STATUSES
+        if closing and case.assignee_kind == "agent" and case.assignee_id not in freed:
+            freed.append(case.assignee_id)
+        if closing:
+            _close_erased(case, now=now)
         sla.stop_all(case)
         session.add(case)
         purged += 1
@@ -715,23 +792,41 @@ def erase(session: Session, *, erasure_id: str, customer_id: str, merged_ids: tu
         purged += session.exec(delete(CaseThread).where(CaseThread.case_id == case.id)).rowcount or 0
         session.exec(update(CaseActivity).where(CaseActivity.case_id == case.id).values(detail={}))
         activity(session, case, "erased", now, erasure_id=erasure_id)
+        if closing:
+            activity(session, case, "resolved", now, resolution=ERASED_RESOLUTION, resolver_id=None,
+                     resolved_by_advocate=False)
+            emit(session, CaseResolved(
+                case_id=case.id, customer_id=case.customer_id, resolution=ERASED_RESOLUTION, resolver_id=None,
+                resolved_by_advocate=False, advocate_id=None, responses=case.responses,
+                seconds_to_resolve=max(0, int((now - case.opened_at).total_seconds()))))
     # The customer's own messages as an advocate on other customers' cases.
     for message in session.exec(select(CaseMessage).where(col(CaseMessage.author_id).in_(ids))).all():
         message.text, message.author_id, message.external_id, message.interaction_id = None, None, None, None
+        if message.state == "pending_approval":  # held in a crisis: there is nothing left to publish
+            message.state = "rejected"
         session.add(message)
         purged += 1
     for model, column in ((CustomerFacts, CustomerFacts.customer_id), (Lead, Lead.customer_id),
                           (AdvocateTopic, AdvocateTopic.advocate_id)):
         purged += session.exec(delete(model).where(col(column).in_(ids))).rowcount or 0
-    open_advocate = session.exec(select(Case).where(col(Case.advocate_id).in_(ids))).all()
-    for case in open_advocate:
-        case.advocate_id = None
-        if case.assignee_kind == "advocate":
+    # The customer as an advocate on other customers' cases: the offer, the credit, the history.
+    offered = []
+    named = session.exec(select(Case).where(or_(col(Case.advocate_id).in_(ids), col(Case.resolver_id).in_(ids),
+                                                col(Case.assignee_id).in_(ids)))).all()
+    for case in named:
+        if case.advocate_id in ids:
+            case.advocate_id = None
+        if case.resolver_id in ids:
+            case.resolver_id = None
+        if case.assignee_kind == "advocate" and case.assignee_id in ids:
             case.assignee_id = case.assignee_kind = None
             case.advocate_offer_expires_at = None
             if case.status == "assigned":
                 case.status = "open"
+            if case.status in OPEN_STATUSES:
+                offered.append(case)
         session.add(case)
+    purged += _scrub_history(session, ids)
     for cid in ids:
         key = digest(cid)
         if session.get(ErasedCustomer, key) is None:
@@ -739,7 +834,54 @@ def erase(session: Session, *, erasure_id: str, customer_id: str, merged_ids: tu
                                        cases=len([c for c in cases]), records_purged=purged))
     emit(session, CareErasureCompleted(erasure_id=erasure_id, customer_id=customer_id, completed_at=now,
                                        records_purged=purged))
+    # The erased customer's closed cases free their agents; the questions offered to an
+    # erased advocate go to the agents of their queues (as when an offer runs out).
+    session.flush()
+    for case in offered:
+        routing.route(session, case, now=now, rule="advocate_fallback")
+        sla.schedule(case, now)
+        session.add(case)
+    for agent_id in freed:
+        routing.free(session, agent_id, now=now)
     return purged
+
+
+ERASED_RESOLUTION = "customer_erased"
+# Factors whose value or explanation describe the person (followers, lifetime value, tier,
+# deals, their tone): an erased case keeps the points (its priority stays), not those.
+PERSONAL_FACTORS = frozenset({"reach", "customer_value", "advocate_tier", "open_deals", "sentiment"})
+
+
+def _anonymous_factors(factors: list) -> list:
+    return [{**f, "value": None, "explanation": "erased"} if f.get("name") in PERSONAL_FACTORS else f
+            for f in factors]
+
+
+def _close_erased(case: Case, *, now: datetime) -> None:
+    """An erased customer's open case can never be answered (every write is a 410): resolve
+    it, so it stops holding its agent's capacity and stays in the KPIs as resolved."""
+    case.status, case.resolved_at, case.resolution = "resolved", now, ERASED_RESOLUTION
+    case.resolver_id, case.resolved_by_advocate = None, False
+    case.assignee_id = case.assignee_kind = None
+    case.awaiting_since = None
+    case.updated_at = now
+
+
+def _scrub_history(session: Session, ids: list[str]) -> int:
+    """Remove the erased ids from other cases' history (assigned to an advocate, their
+    answer, a resolve credited to them): the entries stay, without the name."""
+    erased = set(ids)
+    scrubbed = 0
+    for cid in ids:
+        needle = '%"' + cid.replace('"', "") + '"%'
+        rows = session.exec(select(CaseActivity).where(cast(CaseActivity.detail, String).like(needle))).all()
+        for row in rows:
+            detail = {k: (None if isinstance(v, str) and v in erased else v) for k, v in row.detail.items()}
+            if detail != row.detail:
+                row.detail = detail
+                session.add(row)
+                scrubbed += 1
+    return scrubbed
 
 
 def stats(session: Session) -> dict:

@@ -186,6 +186,19 @@ class Queue(CareTable, table=True):
     escalation_queue: str | None = Field(default=None, max_length=64)
     """Where breached cases go: the team lead's queue."""
     last_agent_id: str | None = Field(default=None, max_length=128)
+    """No longer written: the round-robin pointer lives in ``care_round_robin`` (migration 0002
+    copied it there), so that queues without a row here rotate too."""
+
+
+class RoundRobin(CareTable, table=True):
+    """The round-robin pointer of a queue: the agent it assigned last. Its own table, not a
+    column of ``care_queues``: the default queues (general, leads) usually have no row there,
+    and creating one would make them a catch-all in ``routing.queue_for``."""
+
+    __tablename__ = "care_round_robin"
+
+    queue: str = Field(primary_key=True, max_length=64)
+    last_agent_id: str | None = Field(default=None, max_length=128)
 
 
 class Agent(CareTable, table=True):

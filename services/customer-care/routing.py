@@ -7,6 +7,11 @@
   skills) and below capacity (open cases assigned to them).
 - Policies: ``round_robin`` (the next member after the last one assigned) and
   ``least_loaded`` (fewest open cases; the longest idle on a tie).
+- The round-robin pointer is kept per queue name in ``care_round_robin`` (queues without
+  a configuration row rotate too) and moves on every assignment to an agent in the queue,
+  whatever the rule (policy, escalation, advocate fallback, by hand, back to the last agent).
+- Capacity freed by a resolve, a reassignment or an escalation goes to the waiting cases
+  of the freed agent's queues (:func:`free`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from sqlmodel import Session, col, select
 
 from socialzone_common.events.care import CaseAssigned
 from socialzone_care.common import activity, cached, emit
-from socialzone_care.models import OPEN_STATUSES, Agent, Case, Queue
+from socialzone_care.models import OPEN_STATUSES, Agent, Case, Queue, RoundRobin
 
 DEFAULT_QUEUE = "general"
 DEFAULT_ESCALATION_QUEUE = "leads"
@@ -89,9 +94,23 @@ def pick_agent(session: Session, queue_name: str, case: Case) -> Agent | None:
     if policy == "least_loaded":
         return min(eligible, key=lambda a: (loads[a.id], a.last_assigned_at is not None,
                                             a.last_assigned_at or datetime.min, a.id))
-    last = queue.last_agent_id if queue else None
+    last = last_agent(session, queue_name)
     after = [a for a in eligible if last is None or a.id > last]
     return (after or eligible)[0]
+
+
+def last_agent(session: Session, queue_name: str) -> str | None:
+    """The queue's round-robin pointer (None: start with the first member)."""
+    row = session.get(RoundRobin, queue_name)
+    return row.last_agent_id if row is not None else None
+
+
+def advance(session: Session, queue_name: str, agent_id: str) -> None:
+    row = session.get(RoundRobin, queue_name)
+    if row is None:
+        row = RoundRobin(queue=queue_name)
+    row.last_agent_id = agent_id
+    session.add(row)
 
 
 def can_take_loaded(agent: Agent, case: Case, queue: Queue | None, current_load: int) -> bool:
@@ -125,10 +144,9 @@ def assign(session: Session, case: Case, *, assignee_id: str | None, kind: str =
         if agent is not None:
             agent.last_assigned_at = now
             session.add(agent)
-        queue_row = session.get(Queue, case.queue) if rule in ("round_robin", "least_loaded") else None
-        if queue_row is not None:
-            queue_row.last_agent_id = assignee_id
-            session.add(queue_row)
+        # every assignment moves the pointer (an escalation or a fallback too), so the
+        # next round-robin pick is the member after this one
+        advance(session, case.queue, assignee_id)
     session.add(case)
     activity(session, case, "assigned", now, assignee_id=assignee_id, assignee_kind=kind, queue=case.queue,
              rule=rule, previous_assignee_id=previous)
@@ -155,6 +173,18 @@ def route(session: Session, case: Case, *, now: datetime, prefer_last_agent: boo
     assign(session, case, assignee_id=agent.id, rule=rule or (q.policy if q else "round_robin"), now=now,
            queue=target_queue)
     return agent.id
+
+
+def free(session: Session, agent_id: str | None, *, now: datetime) -> int:
+    """An agent has room again (a case resolved, moved to someone else or escalated away):
+    the waiting cases of their queues get it, as when a new agent arrives."""
+    if agent_id is None:
+        return 0
+    agent = session.get(Agent, agent_id)
+    session.flush()  # the freed case no longer counts in the agent's load
+    if agent is None:
+        return 0
+    return drain(session, list(agent.queues), now=now, limit=agent.capacity)
 
 
 def drain(session: Session, queues: list[str], *, now: datetime, limit: int = 100) -> int:

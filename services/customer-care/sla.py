@@ -13,7 +13,7 @@ The warning is kept on the case and in its history (the catalog has no warning e
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import String, cast
 from sqlmodel import Session, col, select
@@ -116,6 +116,27 @@ def schedule(case: Case, now: datetime) -> None:
     if case.assignee_kind == "advocate" and case.advocate_offer_expires_at is not None:
         pending.append(case.advocate_offer_expires_at)
     case.sla_next_check = min(pending) if pending else None
+
+
+def case_calendar(session: Session, case: Case) -> BusinessCalendar:
+    pol = policy(session, case.sla_policy) or DEFAULT_POLICIES["standard"]
+    return calendar(session, pol.calendar)
+
+
+def advocate_offer_expiry(cal, case, *, now: datetime, offer_s: float, margin_s: float) -> datetime | None:
+    """When an advocate's offer ends: ``offer_s`` from now at the latest, and while
+    ``margin_s`` of *business* time is still left before the first response is due (the
+    margin is business time like the target: on a Friday evening, 15 wall-clock minutes
+    before a Monday due time would leave the agent no working time at all). None: too
+    little time for an offer. Pure (the batch path calls it with its own calendar)."""
+    expires = now + timedelta(seconds=offer_s)
+    entry = case.sla_clock.get("first_response")
+    if entry is not None:
+        left = entry["target_s"] - margin_s
+        if left <= 0:
+            return None
+        expires = min(expires, cal.add(datetime.fromisoformat(entry["start"]), left))
+    return expires if expires > now else None
 
 
 def used(session: Session, case: Case, now: datetime) -> tuple[float | None, str | None]:
@@ -228,7 +249,10 @@ def escalate(session: Session, case: Case, *, now: datetime, weights, reason: st
     queue = session.get(Queue, case.queue)
     target = (queue.escalation_queue if queue and queue.escalation_queue else routing.DEFAULT_ESCALATION_QUEUE)
     activity(session, case, "escalated", now, reason=reason, to_queue=target, from_queue=case.queue)
+    previous = case.assignee_id if case.assignee_kind == "agent" else None
     routing.route(session, case, now=now, queue=target, rule="sla_escalation")
+    if previous is not None and previous != case.assignee_id:
+        routing.free(session, previous, now=now)  # the agent's room goes to their queues' waiting cases
 
 
 def check(session: Session, case: Case, *, now: datetime, settings) -> list[str]:

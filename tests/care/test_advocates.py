@@ -8,9 +8,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from socialzone_common.events.common import TimeWindow
+from socialzone_common.events.insights import AlertRaised
 from socialzone_common.events.marketing import AdvocateFlagged, TierChanged
 
-from tests.care.conftest import AGENT, attributed
+from tests.care.conftest import AGENT, LEAD, attributed
 
 QUESTION = dict(intents=("question",), sentiment=0.0, kind="post")
 
@@ -90,9 +92,10 @@ async def test_the_timer_ends_before_the_first_response_sla_would_breach(care):
     [case] = await care.until(lambda: care.cases(customer_id="cus-a4"))
     due = datetime(2026, 3, 9, 9, 10, tzinfo=timezone.utc)
     assert case.first_response_due == due
-    # 30 minutes would pass the due time on Monday? no: the weekend is long; the cap is due - 15 min
-    assert case.advocate_offer_expires_at == min(care.clock.now() + timedelta(minutes=30),
-                                                 due - timedelta(minutes=15))
+    # the margin is business time: the offer ends when 15 business minutes are left before the
+    # due time (16:55 today: 5 left on Friday + 10 on Monday), not 15 wall-clock minutes before
+    # Monday 09:10 (which would leave the agent no working time at all)
+    assert case.advocate_offer_expires_at == datetime(2026, 3, 6, 16, 55, tzinfo=timezone.utc)
     care.clock.set(datetime(2026, 3, 6, 16, 50, tzinfo=timezone.utc))
     await care.put("/sla-policies/standard", {"first_response_s": 600, "next_response_s": 3600,
                                               "resolution_s": 8 * 3600})
@@ -133,3 +136,45 @@ async def test_an_agent_can_record_an_advocate_answer_and_only_those_can_be_acce
     again = await care.client.post(f"/care/v1/cases/{case.id}/responses/{answer['id']}/accept", headers=AGENT)
     assert again.status_code == 409
     assert len(care.events("care.case.resolved")) == 1
+
+
+async def test_an_answer_recorded_for_an_advocate_needs_an_advocate_as_its_author(care):
+    await make_advocate(care)
+    await care.publish(attributed("cus-k1", "how do I pair?", **QUESTION))
+    [case] = await care.until(lambda: care.cases(customer_id="cus-k1"))
+    for author in ("agent-bob", "cus-nobody"):
+        refused = await care.client.post(f"/care/v1/cases/{case.id}/responses", headers=AGENT,
+                                         json={"kind": "advocate", "author_id": author, "text": "lol"})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "author_id"
+    await care.publish(AdvocateFlagged(customer_id="adv-1", reason="burst_activity"))
+    await care.until(lambda: care.runtime.workers[2].state.handled >= 2)
+    flagged = await care.client.post(f"/care/v1/cases/{case.id}/responses", headers=AGENT,
+                                     json={"kind": "advocate", "author_id": "adv-1", "text": "hold it"})
+    assert flagged.status_code == 422
+    assert care.events("care.case.responded") == []
+    assert [m["kind"] for m in (await care.get(case.id))["messages"]] == ["customer"]
+
+
+async def test_an_advocate_answer_recorded_by_care_waits_for_approval_in_a_crisis(care):
+    await make_advocate(care)
+    await care.publish(attributed("cus-k2", "how do I pair? #acmefail", hashtags=("#AcmeFail",), **QUESTION))
+    [case] = await care.until(lambda: care.cases(customer_id="cus-k2"))
+    now = datetime.now(timezone.utc)
+    await care.publish(AlertRaised(alert_id="al-1", kind="crisis", topic="hashtag:acmefail", severity="critical",
+                                   metric="negative_share", observed=0.7, expected=0.1,
+                                   window=TimeWindow(start=now, end=now)))
+    await care.until(lambda: care.runtime.workers[2].state.handled >= 2)
+    held = await care.client.post(f"/care/v1/cases/{case.id}/responses", headers=AGENT,
+                                  json={"kind": "advocate", "author_id": "adv-1", "text": "hold the button"})
+    assert held.status_code == 201 and held.json()["state"] == "pending_approval"
+    assert care.events("care.case.responded") == []
+    early = await care.client.post(f"/care/v1/cases/{case.id}/responses/{held.json()['id']}/accept", headers=AGENT)
+    assert early.status_code == 409  # the customer never saw it
+    approved = await care.client.post(f"/care/v1/cases/{case.id}/responses/{held.json()['id']}/approve",
+                                      headers=LEAD)
+    assert approved.status_code == 200
+    [responded] = care.events("care.case.responded")
+    assert (responded["responder_kind"], responded["responder_id"]) == ("advocate", "adv-1")
+    accepted = await care.client.post(f"/care/v1/cases/{case.id}/responses/{held.json()['id']}/accept",
+                                      headers=AGENT)
+    assert accepted.status_code == 200 and accepted.json()["resolved_by_advocate"] is True

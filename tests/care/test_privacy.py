@@ -42,7 +42,8 @@ async def test_erasure_purges_personal_data_keeps_counts_and_publishes_completio
     assert {m["text"] for m in detail["messages"]} == {None}
     assert "Eve" not in str(detail) and "0170" not in str(detail) and "@eve" not in str(detail)
     stats = (await care.client.get("/care/v1/stats", headers=AGENT)).json()
-    assert stats["cases"] == 2 and stats["erased_cases"] == 2 and stats["by_status"]["resolved"] == 1
+    # the open one (cus-e0's) is closed by the erasure: nobody can ever answer it
+    assert stats["cases"] == 2 and stats["erased_cases"] == 2 and stats["by_status"] == {"resolved": 2}
 
     before = len(care.events())
     reply = await care.client.post(f"/care/v1/cases/{erased[1].id}/responses", headers=AGENT, json={"text": "hi"})
@@ -79,3 +80,24 @@ async def test_a_merge_moves_cases_to_the_survivor_and_an_unmerge_moves_them_bac
                                         identifiers_moved=(Identifier(type="x", value="@m2"),)))
     await care.until(lambda: care.cases(customer_id="cus-m2"))
     assert care.cases(customer_id="cus-m1") == []
+
+
+async def test_unmerges_after_a_chain_of_merges_move_each_case_back_to_its_own_customer(care):
+    for customer in ("cus-A", "cus-B"):
+        response = await care.client.post("/care/v1/cases", headers=AGENT,
+                                          json={"customer_id": customer, "channel": "email"})
+        assert response.status_code == 201
+    await care.publish(CustomerMerged(survivor_id="cus-B", merged_id="cus-A", rule="manual"))
+    await care.until(lambda: len(care.cases(customer_id="cus-B")) == 2)
+    await care.publish(CustomerMerged(survivor_id="cus-C", merged_id="cus-B", rule="manual"))
+    await care.until(lambda: len(care.cases(customer_id="cus-C")) == 2)
+
+    await care.publish(CustomerUnmerged(customer_id="cus-C", restored_customer_id="cus-B",
+                                        identifiers_moved=(Identifier(type="x", value="@b"),)))
+    await care.until(lambda: len(care.cases(customer_id="cus-B")) == 2)
+    # A's case is back with B, still knowing it came from A
+    assert sorted(c.merged_from or "-" for c in care.cases(customer_id="cus-B")) == ["-", "cus-A"]
+    await care.publish(CustomerUnmerged(customer_id="cus-B", restored_customer_id="cus-A",
+                                        identifiers_moved=(Identifier(type="x", value="@a"),)))
+    await care.until(lambda: care.cases(customer_id="cus-A"))
+    assert [(c.customer_id, c.merged_from) for c in care.cases()] == [("cus-A", None), ("cus-B", None)]

@@ -97,3 +97,54 @@ async def test_manual_assignment_publishes_the_previous_assignee(care):
     assert moved.status_code == 200 and moved.json()["assignee_id"] == "zed"
     last = care.events("care.case.assigned")[-1]
     assert (last["assignee_id"], last["previous_assignee_id"], last["rule"]) == ("zed", "ann", None)
+
+
+async def test_round_robin_rotates_in_a_default_queue_without_a_configuration_row(care):
+    await care.put("/agents/ann", {"name": "Ann", "queues": ["general"]})
+    await care.put("/agents/bob", {"name": "Bob", "queues": ["general"]})
+    cases = [await open_manual(care, f"cus-d{i}") for i in range(4)]
+    assert [c["assignee_id"] for c in cases] == ["ann", "bob", "ann", "bob"]
+    assert (await care.client.get("/care/v1/queues", headers=AGENT)).json() == []  # no row was needed
+
+
+async def test_escalations_and_manual_assignments_move_the_round_robin_pointer(care):
+    await care.put("/sla-policies/quick", {"first_response_s": 600, "next_response_s": 600, "resolution_s": 36000})
+    await care.put("/agents/lead1", {"name": "L1", "queues": ["leads"], "lead": True})
+    await care.put("/agents/lead2", {"name": "L2", "queues": ["leads"], "lead": True})
+    cases = [await open_manual(care, f"cus-e{i}", sla_policy="quick") for i in range(3)]
+    await care.advance(minutes=11)
+    escalated = [await care.get(c["id"]) for c in cases]
+    assert [c["assignee_id"] for c in escalated] == ["lead1", "lead2", "lead1"]
+    assert {e["rule"] for e in care.events("care.case.assigned")} == {"sla_escalation"}
+    # the plain round robin goes on from the last escalation
+    after = await open_manual(care, "cus-e9", queue="leads")
+    assert after["assignee_id"] == "lead2"
+    # a manual assignment counts as the last one assigned too
+    await care.client.post(f"/care/v1/cases/{after['id']}/assign", headers=AGENT, json={"assignee_id": "lead1"})
+    assert (await open_manual(care, "cus-e10", queue="leads"))["assignee_id"] == "lead2"
+
+
+async def test_a_reassignment_gives_the_freed_capacity_to_a_waiting_case(care):
+    await care.put("/agents/ann", {"name": "Ann", "queues": ["general"], "capacity": 1})
+    await care.put("/agents/bob", {"name": "Bob", "queues": ["other"], "capacity": 5})
+    first = await open_manual(care, "cus-a")
+    waiting = await open_manual(care, "cus-b")
+    assert (first["assignee_id"], waiting["assignee_id"]) == ("ann", None)
+    moved = await care.client.post(f"/care/v1/cases/{first['id']}/assign", headers=AGENT,
+                                   json={"assignee_id": "bob"})
+    assert moved.status_code == 200 and moved.json()["assignee_id"] == "bob"
+    assert (await care.get(waiting["id"]))["assignee_id"] == "ann"
+    agents = {a["id"]: a["load"] for a in (await care.client.get("/care/v1/agents", headers=AGENT)).json()}
+    assert agents == {"ann": 1, "bob": 1}
+
+
+async def test_an_escalation_gives_the_freed_capacity_to_a_waiting_case(care):
+    await care.put("/sla-policies/quick", {"first_response_s": 600, "next_response_s": 600, "resolution_s": 36000})
+    await care.put("/agents/ann", {"name": "Ann", "queues": ["general"], "capacity": 1})
+    await care.put("/agents/lena", {"name": "Lena", "queues": ["leads"], "lead": True})
+    urgent = await open_manual(care, "cus-u", sla_policy="quick")
+    waiting = await open_manual(care, "cus-v")
+    assert (urgent["assignee_id"], waiting["assignee_id"]) == ("ann", None)
+    await care.advance(minutes=11)  # the quick case breaches and moves to the leads
+    assert (await care.get(urgent["id"]))["assignee_id"] == "lena"
+    assert (await care.get(waiting["id"]))["assignee_id"] == "ann"
