@@ -10,14 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlmodel import Field, select, update
 
 from socialzone_common.db import new_table_base
 from socialzone_common.deps import SessionDep, require
 from socialzone_common.envelope import now_utc
-from socialzone_common.errors import ProblemError
+from socialzone_common.errors import ProblemError, TooManyRequests
 from socialzone_common.idempotency import IdempotencyRecord
 from socialzone_common.service import ServiceSpec
 from socialzone_common.settings import ApiKey
@@ -28,6 +28,8 @@ ORDERS = "/shop/v1/orders"
 SLOW = "/shop/v1/slow-orders"
 FLAKY = "/shop/v1/flaky-orders"
 CRASHING = "/shop/v1/crashing-orders"
+BUSY = "/shop/v1/busy-orders"
+TAGGED = "/shop/v1/tagged-orders"
 CLERK = {"Authorization": "Bearer clerk-key"}
 
 ShopTable = new_table_base("ShopTable")
@@ -77,6 +79,19 @@ def shop_spec(tmp_path: Path, state: dict) -> ServiceSpec:
             raise RuntimeError("connection reset")
         return place(body, session)
 
+    @router.post("/busy-orders", status_code=201)
+    def create_busy_order(body: OrderIn, session: SessionDep) -> dict:
+        state["busy_calls"] += 1
+        if state["busy_calls"] == 1:
+            raise TooManyRequests("the warehouse is busy; retry later", headers={"Retry-After": "1"})
+        return place(body, session)
+
+    @router.post("/tagged-orders", status_code=201)
+    def create_tagged_order(body: OrderIn, session: SessionDep, response: Response) -> dict:
+        response.headers["X-Warehouse"] = "north"
+        response.headers["Location"] = "/shop/v1/orders/1"
+        return place(body, session)
+
     migrations = tmp_path / "shop_migrations"
     (migrations / "versions").mkdir(parents=True)
     (migrations / "env.py").write_text(
@@ -95,7 +110,8 @@ def shop_spec(tmp_path: Path, state: dict) -> ServiceSpec:
 
 @pytest.fixture
 def state() -> dict:
-    return {"started": asyncio.Event(), "release": asyncio.Event(), "flaky_calls": 0, "crash_calls": 0}
+    return {"started": asyncio.Event(), "release": asyncio.Event(), "flaky_calls": 0, "crash_calls": 0,
+            "busy_calls": 0}
 
 
 def shop_host(settings, tmp_path, state):
@@ -186,6 +202,41 @@ async def test_an_unexpected_exception_is_not_stored_so_the_retry_runs_for_real(
     assert orders(host) == ["mug"]
 
 
+async def test_a_429_is_not_stored_so_the_retry_after_retry_after_runs(host, state):
+    async with serving(host) as client:
+        busy = await client.post(BUSY, json={"item": "mug"}, headers=with_key("order-1"))
+        retry = await client.post(BUSY, json={"item": "mug"}, headers=with_key("order-1"))
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+    assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers
+    assert state["busy_calls"] == 2
+    assert orders(host) == ["mug"]
+
+
+async def test_a_keyed_write_to_the_trailing_slash_url_follows_the_redirect_and_happens_once(host):
+    async with serving(host) as client:
+        first = await client.post(ORDERS + "/", json={"item": "mug"}, headers=with_key("order-1"),
+                                  follow_redirects=True)
+        retry = await client.post(ORDERS + "/", json={"item": "mug"}, headers=with_key("order-1"),
+                                  follow_redirects=True)
+    assert [r.status_code for r in first.history] == [307]
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert retry.status_code == 201 and retry.headers["idempotent-replayed"] == "true"
+    assert retry.json() == first.json()
+    assert orders(host) == ["mug"]
+
+
+async def test_a_replay_carries_the_original_headers(host):
+    async with serving(host) as client:
+        first = await client.post(TAGGED, json={"item": "mug"}, headers=with_key("order-1"))
+        retry = await client.post(TAGGED, json={"item": "mug"}, headers=with_key("order-1"))
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert retry.status_code == first.status_code == 201
+    for name in ("x-warehouse", "location", "content-type"):
+        assert retry.headers[name] == first.headers[name], name
+    assert retry.headers.get_list("content-length") == [str(len(first.content))]
+    assert orders(host) == ["mug"]
+
+
 async def test_keys_are_scoped_to_the_caller(host):
     async with serving(host) as client:
         clerk = await client.post(ORDERS, json={"item": "mug"}, headers=with_key("order-1"))
@@ -193,6 +244,15 @@ async def test_keys_are_scoped_to_the_caller(host):
     assert clerk.status_code == admin.status_code == 201
     assert "idempotent-replayed" not in admin.headers
     assert clerk.json()["id"] != admin.json()["id"]
+    assert orders(host) == ["mug", "mug"]
+
+
+async def test_keys_are_scoped_to_the_route(host):
+    async with serving(host) as client:
+        order = await client.post(ORDERS, json={"item": "mug"}, headers=with_key("order-1"))
+        tagged = await client.post(TAGGED, json={"item": "mug"}, headers=with_key("order-1"))
+    assert order.status_code == tagged.status_code == 201
+    assert "idempotent-replayed" not in tagged.headers
     assert orders(host) == ["mug", "mug"]
 
 

@@ -66,6 +66,18 @@ def test_expected_keys_and_types_are_enforced():
             decode_cursor(encode_cursor(edited), expect={"id": int})
 
 
+def test_an_expected_value_no_column_can_hold_is_refused():
+    # Else a 500 in the query: SQLite's OverflowError, PostgreSQL's "integer out of range"
+    # and "text fields cannot contain NUL".
+    for edited in (2**63, 2**64 - 1, -(2**63) - 1, 10**30):
+        with pytest.raises(Unprocessable):
+            decode_cursor(base64.urlsafe_b64encode(b'{"id": %d}' % edited).decode(), expect={"id": int})
+    with pytest.raises(Unprocessable):
+        decode_cursor(encode_cursor({"id": "a\x00b"}), expect={"id": str})
+    assert decode_cursor(encode_cursor({"id": 2**63 - 1}), expect={"id": int}) == {"id": 2**63 - 1}
+    assert decode_cursor(encode_cursor({"id": -(2**63)}), expect={"id": int}) == {"id": -(2**63)}
+
+
 def test_page_of_gives_a_next_cursor_only_when_more_rows_exist():
     position = lambda row: {"id": row["id"]}  # noqa: E731
     page, next_cursor = page_of(ITEMS[:4], 3, position)
@@ -135,6 +147,7 @@ async def test_a_page_that_ends_exactly_at_the_last_item_has_no_next_cursor(clie
     base64.urlsafe_b64encode(b"[3]").decode(),                     # JSON, not an object
     encode_cursor({"id": "3 OR 1=1"}),                             # edited: wrong type
     encode_cursor({"after": 3}),                                   # edited: wrong key
+    encode_cursor({"id": 2**64 - 1}),                              # edited: wider than any column
 ])
 async def test_a_cursor_this_api_did_not_hand_out_is_a_422_naming_cursor(client, cursor):
     response = await client.get("/catalog/v1/items", params={"cursor": cursor})

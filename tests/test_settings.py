@@ -94,6 +94,21 @@ def test_a_malformed_api_key_is_refused(monkeypatch, key):
         load_settings()
 
 
+def test_a_refused_setting_does_not_repeat_the_secrets_in_the_error(monkeypatch):
+    # The error is what start-up logs: it names the setting, never the input holding keys.
+    monkeypatch.setenv("SOCIALZONE_API_KEYS", json.dumps([
+        {"name": "care-desk", "scopes": [], "sha256": "a" * 64, "key": "hunter2-care-secret"}]))
+    monkeypatch.setenv("SOCIALZONE_ADMIN_KEY", "hunter2-admin-secret")
+    with pytest.raises(ValidationError, match="api_keys") as refused:
+        load_settings()
+    assert "hunter2" not in str(refused.value)
+    monkeypatch.setenv("SOCIALZONE_ENVIRONMENT", "production")
+    monkeypatch.setenv("SOCIALZONE_API_KEYS", json.dumps([{"name": "care-desk", "key": "change-me", "scopes": []}]))
+    with pytest.raises(ValidationError, match="api_keys: 'care-desk'") as refused:
+        load_settings()
+    assert "hunter2" not in str(refused.value)
+
+
 def test_admin_key_comes_from_a_secret_file_named_after_the_field(secrets_dir):
     (secrets_dir / "admin_key").write_text("from-a-mounted-secret")
     settings = load_settings()
@@ -165,6 +180,19 @@ def test_production_refuses_to_start_without_any_key(monkeypatch):
     monkeypatch.setenv("SOCIALZONE_ENVIRONMENT", "production")
     with pytest.raises(ValidationError, match="api_keys"):
         load_settings()
+
+
+def test_production_ignores_an_admin_key_file_left_in_the_data_folder(monkeypatch, tmp_path):
+    # ``make run`` writes <data_dir>/admin.key for development; in production a file left
+    # in the data volume must not be an admin key nobody configured.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "admin.key").write_text("left-over-dev-key\n")
+    monkeypatch.setenv("SOCIALZONE_API_KEYS", json.dumps([{"name": "ops", "key": "ops-key", "scopes": ["care:read"]}]))
+    assert KeyRing.from_settings(load_settings()).authenticate("left-over-dev-key").name == "admin"
+    monkeypatch.setenv("SOCIALZONE_ENVIRONMENT", "production")
+    keyring = KeyRing.from_settings(load_settings())
+    assert keyring.authenticate("left-over-dev-key") is None
+    assert keyring.authenticate("ops-key").name == "ops"
 
 
 def test_development_accepts_the_placeholder_and_no_keys(monkeypatch):

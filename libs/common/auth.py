@@ -49,8 +49,10 @@ class KeyRing:
         for api_key in settings.api_keys:
             key_digest = api_key.sha256.lower() if api_key.sha256 else digest(api_key.key.get_secret_value())
             keys[key_digest] = Principal(api_key.name, frozenset(api_key.scopes))
-        admin = settings.admin_key.get_secret_value() if settings.admin_key else _read_key_file(
-            settings.admin_key_file)
+        # The data folder's admin.key is ``make run``'s convenience: production takes its
+        # keys from the environment or secret files only (a file left in a volume is none).
+        admin = settings.admin_key.get_secret_value() if settings.admin_key else (
+            _read_key_file(settings.admin_key_file) if settings.environment != "production" else None)
         if admin:
             keys[digest(admin)] = Principal("admin", frozenset({ADMIN}))
         return cls(keys)

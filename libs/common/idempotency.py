@@ -1,11 +1,13 @@
 """``Idempotency-Key`` for writes that clients may retry.
 
-The first request with a key runs and its response (if not a 5xx) is stored; a
+The first request with a key runs and its response (if not a 5xx, a 401/403 or a
+"later" such as 429) is stored with its headers; a
 retry with the same key and the same request gets the stored response again
 (``Idempotent-Replayed: true``) without running twice; the same key with a
 different request is a 422; a retry while the first is still running is a 409
 (after ``lock_timeout`` the first is taken for dead, e.g. its process was killed,
-and the retry runs). Keys are scoped to the caller's credentials and expire after ``ttl``.
+and the retry runs). Keys are scoped to the caller's credentials and the route (method
+and path), and expire after ``ttl``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from socialzone_common.errors import problem_response
 HEADER = b"idempotency-key"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_KEY_LENGTH = 255
+# Responses that say nothing about the request itself: the retry must run for real.
+_NOT_STORED = {401, 403, 408, 429}
+# A replay sends the original headers, but not those of the connection or of that moment.
+_NOT_REPLAYED_HEADERS = {b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"date", b"server"}
 
 
 class IdempotencyRecord(PlatformTable, table=True):
@@ -70,7 +76,10 @@ class IdempotencyMiddleware:
         if body is None:
             return await _send_problem(scope, receive, send, 413, "body",
                                        f"a request with an Idempotency-Key may carry at most {self.max_body_bytes} bytes")
-        caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
+        # Scoped to the credentials and the route: the same key sent to another URL (such as
+        # the trailing-slash variant the router redirects from) is another request, not a reuse.
+        caller = hashlib.sha256(b"\0".join(
+            [headers.get(b"authorization", b""), scope["method"].encode(), scope["path"].encode()])).hexdigest()
         fingerprint = hashlib.sha256(b"\0".join(
             [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])).hexdigest()
 
@@ -99,9 +108,10 @@ class IdempotencyMiddleware:
         except BaseException:
             await asyncio.to_thread(self._forget, caller, key)
             raise
-        if captured["status"] >= 500 or captured["status"] in (401, 403):
+        if captured["status"] >= 500 or captured["status"] in _NOT_STORED:
             # A server error may be retried for real; so may a request refused for its
-            # credentials (the caller fixes its key and retries with the same key).
+            # credentials (the caller fixes its key and retries with the same key), or
+            # turned away for now (429: the caller retries after Retry-After, same key).
             await asyncio.to_thread(self._forget, caller, key)
         else:
             await asyncio.to_thread(self._finish, caller, key, captured)
@@ -133,7 +143,7 @@ class IdempotencyMiddleware:
 
     def _finish(self, caller: str, key: str, captured: dict) -> None:
         kept = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in captured["headers"]
-                if k.lower() in (b"content-type", b"location")]
+                if k.lower() not in _NOT_REPLAYED_HEADERS]
         with self.sessions() as session:
             record = session.get(IdempotencyRecord, (caller, key))
             if record is not None:

@@ -11,14 +11,21 @@ import os
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict
 
 DEFAULT_SECRETS_DIR = "/run/secrets/socialzone"
 DEV_PLACEHOLDER_SECRET = "change-me"
 
 
+# A settings error names the setting but never repeats its input: that input holds the
+# secrets (pydantic would print e.g. a malformed API key's "key" in the start-up error).
+_HIDE_INPUT = ConfigDict(hide_input_in_errors=True)
+
+
 class KafkaSettings(BaseModel):
+    model_config = _HIDE_INPUT
+
     bootstrap_servers: str = "127.0.0.1:9092"
     client_id: str = "socialzone"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -51,6 +58,8 @@ class LocalBusSettings(BaseModel):
 class ApiKey(BaseModel):
     """One bearer key. Give either the key itself or its SHA-256 hex digest."""
 
+    model_config = _HIDE_INPUT
+
     name: str
     scopes: list[str]
     key: SecretStr | None = None
@@ -78,7 +87,7 @@ class ServiceSettings(BaseSettings):
     """What every service reads. Each service subclasses it with its own fields."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SOCIALZONE_", env_nested_delimiter="__", extra="ignore",
+        env_prefix="SOCIALZONE_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True,
     )
 
     environment: Literal["development", "test", "production"] = "development"

@@ -37,6 +37,9 @@ VERSION = "0.1.0"
 log = logging.getLogger(__name__)
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class _RequestMetrics:
     """Counts and times requests by route template (not raw path: ids would explode labels)."""
 
@@ -72,8 +75,10 @@ class _RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = self._template(scope)
-            telemetry.HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
-            telemetry.HTTP_LATENCY.labels(self.service, scope["method"], route).observe(
+            # The method is the client's to choose (any token): an unknown one is one label.
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            telemetry.HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+            telemetry.HTTP_LATENCY.labels(self.service, method, route).observe(
                 time.perf_counter() - started)
 
 
@@ -104,6 +109,12 @@ def _platform_router(service: str) -> APIRouter:
     return router
 
 
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "Internal server error", "the server failed; the error is logged",
+                            instance=request.url.path)
+
+
 # FastAPI's own OpenTelemetry support, on by default since 0.16x, would trace every request
 # a second time (and every dependency and serialization step as a span of its own) beside
 # the OpenTelemetry ASGI instrumentation below, and count requests beside /metrics.
@@ -117,12 +128,7 @@ def build_service_app(runtime: ServiceRuntime) -> FastAPI:
     app.state.runtime = runtime
     app.state.keyring = runtime.keyring
     install_problem_handlers(app)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(500, "Internal server error", "the server failed; the error is logged",
-                                instance=request.url.path)
+    app.add_exception_handler(Exception, _unexpected)
 
     app.include_router(_platform_router(spec.name))
     for router in spec.routers():
@@ -176,6 +182,7 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
     host = FastAPI(title="socialzone", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
                    telemetry=_FASTAPI_TELEMETRY)
     install_problem_handlers(host)  # e.g. a 404 for a path outside every service
+    host.add_exception_handler(Exception, _unexpected)  # the host's own routes (/readyz, /asyncapi.json)
     host.state.runtimes = {r.spec.name: r for r in runtimes}
     host.state.bus = bus
 
