@@ -68,7 +68,11 @@ async def read_body(request: Request, settings: IngestSettings) -> bytes:
     return body
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json(body: bytes) -> Any:
+    body = body.removeprefix(_BOM)  # RFC 8259 lets a parser ignore it; Windows tools write one
     if not body.strip():
         raise Unprocessable("body: a JSON body is required", errors=[{"field": "body", "message": "empty"}])
     try:
@@ -106,19 +110,21 @@ def check_batch_size(count: int, settings: IngestSettings) -> None:
                               "per request", limit=settings.ingest_max_batch_items)
 
 
-def batch_response(result: BatchResult, *, unit: str = "line", success_status: int = 202) -> Response:
+def batch_response(result: BatchResult, *, unit: str = "line", success_status: int = 202,
+                   array: bool = False) -> Response:
     """202 with a result per item; 422 (a problem document naming the fields) when every item
     was rejected, since then nothing at all was accepted.
 
     In the problem, a field is named from the request's root: ``[3].author.identifiers[0].value``
     in a JSON array, the platform's path in a connector payload (``data[2].created_at``), and
-    the column with the row (CSV) or line (NDJSON) in the message.
+    the column with the row (CSV) or line (NDJSON) in the message. ``array``: the body was a JSON
+    array (its items are named by index even when there is only one).
     """
     if result.results and result.rejected == len(result.results):
         errors = []
         for item in result.results:
             for error in item.errors or []:
-                field = error.field if item.path or item.line or len(result.results) == 1 \
+                field = error.field if item.path or item.line or (len(result.results) == 1 and not array) \
                     else f"[{item.index}].{error.field}"
                 message = f"{unit} {item.line}: {error.message}" if item.line else error.message
                 errors.append({"field": field, "message": message, "index": item.index,
@@ -183,14 +189,14 @@ async def post_interactions(request: Request, runtime: RuntimeDep, settings: Ing
             raise Unprocessable(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors)
         single_result = SingleResult(interaction_id=item.interaction_id, status=item.status, errors=item.errors)
         return JSONResponse(single_result.model_dump(mode="json", exclude_none=True), status_code=202)
-    return batch_response(result)
+    return batch_response(result, array=not ndjson)
 
 
 def _split(body: bytes, *, ndjson: bool) -> tuple[bool, list, list]:
     """(single object?, the items as parsed, their NDJSON line numbers or None each)."""
     if ndjson:
         raws, lines = [], []
-        for number, line in enumerate(body.splitlines(), start=1):
+        for number, line in enumerate(body.removeprefix(_BOM).splitlines(), start=1):
             if line.strip():
                 try:
                     raws.append(orjson.loads(line))
@@ -260,8 +266,9 @@ def _public(row: InteractionRow) -> InteractionPublic:
 
 @router.get("/interactions", dependencies=[READ], response_model=Page[InteractionPublic],
             summary="Recorded interactions, newest first, by source and author key")
-def list_interactions(runtime: RuntimeDep, source: str | None = None,
-                      author_key: str | None = Query(default=None, max_length=64),
+def list_interactions(runtime: RuntimeDep,
+                      source: str | None = Query(default=None, max_length=64, pattern=r"^[a-z][a-z0-9_.-]*$"),
+                      author_key: str | None = Query(default=None, pattern=r"^author:[0-9a-f]{32}$"),
                       cursor: str | None = None,
                       limit: int = Query(default=50, ge=1, le=MAX_LIMIT)) -> Page[InteractionPublic]:
     position = decode_cursor(cursor, expect={"at": str, "id": str})
@@ -286,9 +293,19 @@ def list_interactions(runtime: RuntimeDep, source: str | None = None,
 
 
 @router.post("/enrich", dependencies=[READ], response_model=EnrichOut,
-             summary="The enrichment of a text, without recording anything")
-def enrich(body: EnrichIn, settings: IngestSettingsDep) -> EnrichOut:
-    return EnrichOut(enrichment=enricher_for(settings).enrich(body.text, declared_language=body.language))
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": EnrichIn.model_json_schema()}}}},
+             summary="The enrichment of a text, without recording anything", responses={413: {}, 422: {}})
+async def enrich(request: Request, settings: IngestSettingsDep) -> EnrichOut:
+    # the body is read here, within the payload limit (a body parameter would be read whole first)
+    payload = parse_json(await read_body(request, settings))
+    try:
+        body = EnrichIn.model_validate(payload)
+    except ValidationError as exc:
+        errors = [e.model_dump() for e in domain.validation_errors(exc)]
+        raise Unprocessable(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors) from None
+    enrichment = await run_in_threadpool(enricher_for(settings).enrich, body.text, declared_language=body.language)
+    return EnrichOut(enrichment=enrichment)
 
 
 # --- connectors ------------------------------------------------------------------------------------

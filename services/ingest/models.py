@@ -286,6 +286,11 @@ class EnrichIn(_Strict):
     text: str = Field(max_length=100_000)
     language: str | None = Field(default=None, max_length=35)
 
+    @field_validator("language")
+    @classmethod
+    def _bcp47(cls, value: str | None) -> str | None:
+        return InteractionIn._bcp47(value)  # the same rule as a recorded interaction's
+
 
 class EnrichOut(BaseModel):
     enrichment: Enrichment

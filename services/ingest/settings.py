@@ -11,13 +11,16 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from socialzone_common.settings import DEV_PLACEHOLDER_SECRET, ServiceSettings
 
 
 class BrandConfig(BaseModel):
     """One brand of the brand list: ours (``brand``) or a competitor's."""
+
+    # a typo ("handle", "product") must be refused, not leave the brand silently unmatched
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     kind: Literal["brand", "competitor"] = "brand"
@@ -94,6 +97,6 @@ class IngestSettings(ServiceSettings):
         """``brands`` followed by the entries of ``brands_file``."""
         entries = list(self.brands)
         if self.brands_file is not None:
-            raw = json.loads(self.brands_file.read_text())
+            raw = json.loads(self.brands_file.read_text(encoding="utf-8-sig"))  # a BOM from an editor is fine
             entries += [BrandConfig.model_validate(item) for item in raw]
         return entries

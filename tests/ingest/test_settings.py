@@ -37,3 +37,20 @@ def test_production_refuses_a_placeholder_webhook_secret():
     with pytest.raises(ValidationError, match="meta_app_secret"):
         IngestSettings(environment="production", admin_key="a-real-operator-key", meta_app_secret="change-me")
     IngestSettings(environment="production", admin_key="a-real-operator-key", meta_app_secret="s3cr3t-from-vault")
+
+
+def test_a_misspelled_brand_field_is_refused_rather_than_ignored(tmp_path):
+    with pytest.raises(ValidationError, match="handle"):
+        IngestSettings(brands=[{"name": "Acme", "handle": ["@acme"]}])
+
+    brands = tmp_path / "brands.json"
+    brands.write_text(json.dumps([{"name": "Globex", "kind": "competitor", "product": ["Omega"]}]))
+    with pytest.raises(ValidationError, match="product"):
+        IngestSettings(brands_file=brands).brand_list()
+
+
+def test_a_brands_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    brands = tmp_path / "brands.json"
+    brands.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"name": "Globex", "handles": ["@globex"]}]).encode())
+
+    assert [(b.name, b.handles) for b in IngestSettings(brands_file=brands).brand_list()] == [("Globex", ["@globex"])]

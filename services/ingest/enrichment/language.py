@@ -23,7 +23,7 @@ import threading
 _WORD_RE = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)?", re.UNICODE)
 _KANA_RE = re.compile(r"[\u3040-\u30ff]")
 _HANGUL_RE = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
-_BCP47_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+_BCP47_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")  # singletons too (en-x-twain, ja-u-ca-japanese)
 _HASHTAG_RE = re.compile(r"#\w+")
 
 _STOPWORDS = {
@@ -69,7 +69,10 @@ def normalize_tag(tag: str | None) -> str | None:
         return None
     parts = tag.replace("_", "-").split("-")
     out = [parts[0].lower()]
-    for part in parts[1:]:
+    for n, part in enumerate(parts[1:], start=1):
+        if len(part) == 1:  # an extension or private use (en-x-twain): the rest is lower case
+            out += [p.lower() for p in parts[n:]]
+            break
         if len(part) == 2 and part.isalpha():
             out.append(part.upper())
         elif len(part) == 4 and part.isalpha():
