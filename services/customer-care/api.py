@@ -113,8 +113,10 @@ def list_cases(session: SessionDep,
         statement = statement.where(Case.customer_id == customer_id)
     position = decode_cursor(cursor, expect={"p": int, "n": int})
     if position:
-        statement = statement.where((Case.priority < position["p"]) | (
-            (Case.priority == position["p"]) & (col(Case.number) > position["n"])))
+        # An edited cursor may hold any 64-bit numbers; the columns are 32-bit on PostgreSQL.
+        # Priorities are 1..100 and case numbers positive, so these bounds select the same rows.
+        p, n = min(max(position["p"], 0), 101), min(max(position["n"], 0), 2**31 - 1)
+        statement = statement.where((Case.priority < p) | ((Case.priority == p) & (col(Case.number) > n)))
     rows = session.exec(statement.order_by(col(Case.priority).desc(), col(Case.number)).limit(limit + 1)).all()
     next_cursor = None
     if len(rows) > limit:

@@ -58,3 +58,24 @@ async def test_case_story_on_postgresql(pg_care):
     [done] = await care.until(lambda: care.events("care.erasure.completed"))
     assert done["records_purged"] > 0 and care.cases(customer_id="cus-pg") == []
     assert (await care.get(case.id))["messages"][0]["text"] is None
+
+
+async def test_an_edited_cursor_with_numbers_beyond_the_columns_is_an_empty_or_full_page(pg_care):
+    """The cursor's numbers are checked to fit 64 bits; care's columns are 32-bit on
+    PostgreSQL: a value between 2^31 and 2^63 was a 500 there."""
+    import base64
+
+    import orjson
+
+    care = pg_care
+    await care.publish(attributed("cus-cur", "my invoice is wrong", keywords=("invoice",)))
+    await care.until(lambda: care.cases(customer_id="cus-cur"))
+
+    def cursor(p: int, n: int) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps({"p": p, "n": n})).decode().rstrip("=")
+
+    beyond = await care.client.get("/care/v1/cases", params={"cursor": cursor(2**40, 2**40)}, headers=AGENT)
+    assert beyond.status_code == 200, beyond.text
+    assert [c["customer_id"] for c in beyond.json()["items"]] == ["cus-cur"]  # every priority is below
+    below = await care.client.get("/care/v1/cases", params={"cursor": cursor(-(2**40), 0)}, headers=AGENT)
+    assert below.status_code == 200 and below.json()["items"] == []
