@@ -208,6 +208,20 @@ def begin_writing(session_or_connection) -> None:
         begin()
 
 
+def lock_keys(session, namespace: str, keys) -> None:
+    """Serialize this transaction with every other that locks one of ``keys`` in ``namespace``,
+    until it ends: on PostgreSQL transaction-scoped advisory locks, taken in one global order
+    (two transactions never wait on each other in a cycle); on SQLite the writer turn
+    (:func:`begin_writing`), which serializes every writer anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        begin_writing(session)
+        return
+    ordered = sorted({f"{namespace}:{k}" for k in keys})
+    if ordered:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                             "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"), {"keys": ordered})
+
+
 # --- many rows in few statements ------------------------------------------------------------------
 #
 # sqlite3 lets go of the interpreter lock around every step of a statement, and executemany

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from socialzone_common import db
@@ -37,14 +37,7 @@ def lock_identifiers(session: Session, identifiers: list[Normalized]) -> None:
     customer. The unique constraint on ``identifiers(type, value)`` is the backstop:
     were a path to skip the lock, its insert fails and the worker retries the event.
     On SQLite the transaction takes the database's one writer turn now, before its reads."""
-    if not is_postgres(session):
-        db.begin_writing(session)
-        return
-    if not identifiers:
-        return
-    keys = sorted({i.key for i in identifiers})
-    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('identity:' || k, 0)) "
-                         "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"), {"keys": keys})
+    db.lock_keys(session, "identity", [i.key for i in identifiers])
 
 
 def chase(session: Session, customer_id: str) -> tuple[str, str] | None:

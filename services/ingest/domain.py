@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 import orjson
 from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy import text
 from sqlmodel import Session, col, select, update
 
 from socialzone_common import db, outbox, telemetry
@@ -517,13 +516,7 @@ def lock_customers(session: Session, customer_ids) -> None:
     erasure of the same customer committing at once each miss the other: the erasure does
     not see the interaction's new customer, the attribution does not yet see the erasure,
     and the interaction keeps its personal data. (SQLite: the writer turn does it.)"""
-    if session.get_bind().dialect.name != "postgresql":
-        db.begin_writing(session)
-        return
-    keys = sorted(set(customer_ids))
-    if keys:
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('ingest-customer:' || k, 0)) "
-                             "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY k"), {"keys": keys})
+    db.lock_keys(session, "ingest-customer", customer_ids)
 
 
 def erase_customers(session: Session, *, customer_ids: Sequence[str], now: datetime | None = None) -> int:

@@ -81,16 +81,23 @@ async def test_erasure_removes_followers_and_value_from_the_priority_factors(car
     assert detail["priority"] == before["priority"]
 
 
-async def test_an_erased_advocate_is_no_longer_named_on_the_cases_they_answered(care):
-    await care.publish(TierChanged(customer_id="adv-9", previous_tier="none", tier="gold", score=80))
+async def advocate_answered(care, advocate: str, customer: str, question: str):
+    """A gold advocate for how-to questions is offered ``customer``'s question and answers
+    it in the thread: (the case, the advocate's answer message)."""
+    await care.publish(TierChanged(customer_id=advocate, previous_tier="none", tier="gold", score=80))
     await care.until(lambda: care.runtime.workers[2].state.handled >= 1)
-    await care.put("/advocates/adv-9/topics/how_to", {"accepted_answers": 2})
-    await care.publish(attributed("cus-q", "how do I pair?", intents=("question",), sentiment=0.0, external_id="q-9"))
-    [case] = await care.until(lambda: care.cases(customer_id="cus-q"))
-    assert case.assignee_id == "adv-9"
-    await care.publish(attributed("adv-9", "hold the button", intents=(), sentiment=0.5, in_reply_to="q-9"))
+    await care.put(f"/advocates/{advocate}/topics/how_to", {"accepted_answers": 2})
+    await care.publish(attributed(customer, "how do I pair?", intents=("question",), sentiment=0.0,
+                                  external_id=question))
+    [case] = await care.until(lambda: care.cases(customer_id=customer))
+    assert case.assignee_id == advocate
+    await care.publish(attributed(advocate, "hold the button", intents=(), sentiment=0.5, in_reply_to=question))
     await care.until(lambda: care.events("care.case.responded"))
-    answer = next(m for m in (await care.get(case.id))["messages"] if m["kind"] == "advocate")
+    return case, next(m for m in (await care.get(case.id))["messages"] if m["kind"] == "advocate")
+
+
+async def test_an_erased_advocate_is_no_longer_named_on_the_cases_they_answered(care):
+    case, answer = await advocate_answered(care, "adv-9", "cus-q", "q-9")
     accepted = await care.client.post(f"/care/v1/cases/{case.id}/responses/{answer['id']}/accept", headers=AGENT)
     assert accepted.status_code == 200
 
@@ -120,14 +127,7 @@ async def test_a_question_offered_to_an_erased_advocate_goes_to_an_agent(care):
 
 
 async def test_an_erased_advocates_answer_can_no_longer_be_accepted(care):
-    await care.publish(TierChanged(customer_id="adv-7", previous_tier="none", tier="gold", score=80))
-    await care.until(lambda: care.runtime.workers[2].state.handled >= 1)
-    await care.put("/advocates/adv-7/topics/how_to", {"accepted_answers": 2})
-    await care.publish(attributed("cus-p", "how do I pair?", intents=("question",), sentiment=0.0, external_id="q-7"))
-    [case] = await care.until(lambda: care.cases(customer_id="cus-p"))
-    await care.publish(attributed("adv-7", "hold the button", intents=(), sentiment=0.5, in_reply_to="q-7"))
-    await care.until(lambda: care.events("care.case.responded"))
-    answer = next(m for m in (await care.get(case.id))["messages"] if m["kind"] == "advocate")
+    case, answer = await advocate_answered(care, "adv-7", "cus-p", "q-7")
     await erase(care, "adv-7")
     refused = await care.client.post(f"/care/v1/cases/{case.id}/responses/{answer['id']}/accept", headers=AGENT)
     assert refused.status_code == 409 and care.events("care.case.resolved") == []
