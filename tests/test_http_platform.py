@@ -3,7 +3,10 @@ details, health, readiness and metrics. Real HTTP through the all-in-one ASGI ap
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import re
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -345,15 +348,57 @@ async def test_an_unexpected_error_is_a_500_problem_that_leaks_nothing(widgets_h
 
 # --- health, readiness, metrics ---
 
+async def readiness(client: httpx.AsyncClient, path: str, timeout: float = 60.0) -> httpx.Response:
+    """/readyz (of a service or of the host) once every warm-up is over."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await client.get(path)
+        checks = response.json()["checks"]
+        warming = any(c.get("warm_up") == "warming up" for c in [checks, *checks.values()] if isinstance(c, dict))
+        if not warming or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(0.05)
+
+
 async def test_every_service_is_live_and_ready(settings):
     async with serving(all_services_host(settings)) as client:
         for name in SERVICES:
             live = await client.get(f"/{name}/healthz")
-            ready = await client.get(f"/{name}/readyz")
+            ready = await readiness(client, f"/{name}/readyz")
             assert live.status_code == 200 and live.json()["service"] == name
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"]["database"] == "ok"
             assert ready.json()["checks"]["bus"] == "ok"
+
+
+async def test_a_service_is_not_ready_until_its_warm_up_is_done(settings, tmp_path):
+    loaded = threading.Event()
+    spec = dataclasses.replace(widget_spec(tmp_path), warm_up=lambda runtime: loaded.wait(30))
+    host = build_host_app([spec], settings=settings)
+    async with serving(host) as client:
+        warming = await client.get("/widgets/readyz")
+        overall = await client.get("/readyz")
+        served = await client.get("/widgets/healthz")
+        loaded.set()
+        ready = await readiness(client, "/widgets/readyz")
+    assert warming.status_code == 503
+    assert warming.json()["checks"]["warm_up"] == "warming up"
+    assert overall.status_code == 503
+    assert served.status_code == 200  # alive meanwhile: only readiness waits
+    assert ready.status_code == 200 and ready.json()["checks"]["warm_up"] == "ok"
+
+
+async def test_a_failed_warm_up_keeps_the_service_not_ready_and_says_why(settings, tmp_path):
+    def broken(runtime):
+        raise FileNotFoundError("model file missing")
+
+    host = build_host_app([dataclasses.replace(widget_spec(tmp_path), warm_up=broken)], settings=settings)
+    async with serving(host) as client:
+        ready = await readiness(client, "/widgets/readyz")
+        api = await client.get("/widgets/v1/widgets/42", headers=bearer("admin"))
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["warm_up"] == "failed: FileNotFoundError"
+    assert api.status_code == 404  # the API still answers what it can
 
 
 async def test_a_service_whose_database_is_unreachable_is_not_ready(settings, tmp_path, monkeypatch):
@@ -395,7 +440,7 @@ async def test_every_service_is_not_ready_when_the_bus_is_unreachable(settings, 
 
 async def test_the_host_readiness_lists_every_service(settings):
     async with serving(all_services_host(settings)) as client:
-        response = await client.get("/readyz")
+        response = await readiness(client, "/readyz")
     assert response.status_code == 200
     assert response.json()["status"] == "ready"
     assert sorted(response.json()["checks"]) == SERVICES

@@ -47,6 +47,10 @@ class ServiceSpec:
     webhooks: Callable[[], Sequence[APIRouter]] = lambda: ()
     consumers: Callable[[ServiceRuntime], Sequence[ConsumerSpec]] = lambda runtime: ()
     background: Sequence[Background] = field(default_factory=tuple)
+    # Loads what the first requests would otherwise wait for (models, worker processes), in a
+    # thread at start; /readyz answers 503 "warming up" until it is done, so a load balancer
+    # or Kubernetes sends no traffic to a process that would answer it seconds late.
+    warm_up: Callable[[ServiceRuntime], None] | None = None
 
 
 def tune_gc() -> None:
@@ -98,6 +102,7 @@ class ServiceRuntime:
                         for c in spec.consumers(self)]
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.warm_up_state = "ok" if spec.warm_up is None else "not started"
         self._http: httpx.AsyncClient | None = None
 
     def _after_commit(self, session) -> None:
@@ -110,6 +115,8 @@ class ServiceRuntime:
     async def start(self, *, relay: bool | None = None, consumers: bool | None = None) -> None:
         if self.settings.migrate_on_start:
             await asyncio.to_thread(self.migrate)
+        if self.spec.warm_up is not None:
+            self._tasks.append(asyncio.create_task(self._warm_up(), name=f"{self.spec.name}-warm-up"))
         if self.settings.run_relay if relay is None else relay:
             self._spawn(f"{self.spec.name}-relay", self.relay.run)
         if self.settings.run_consumers if consumers is None else consumers:
@@ -117,6 +124,17 @@ class ServiceRuntime:
                 self._spawn(f"{worker.spec.group}-consumer", worker.run)
             for task in self.spec.background:
                 self._spawn(f"{self.spec.name}-{task.__name__}", lambda stop, t=task: t(self, stop))
+
+    async def _warm_up(self) -> None:
+        assert self.spec.warm_up is not None
+        self.warm_up_state = "warming up"
+        try:
+            await asyncio.to_thread(self.spec.warm_up, self)
+        except Exception as exc:  # what failed here would fail the requests too: stay not ready
+            log.exception("%s: warm-up failed", self.spec.name)
+            self.warm_up_state = f"failed: {type(exc).__name__}"
+        else:
+            self.warm_up_state = "ok"
 
     def _spawn(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         self._tasks.append(asyncio.create_task(self._supervise(name, run), name=name))
@@ -173,6 +191,8 @@ class ServiceRuntime:
             checks["bus"] = "ok"
         except Exception as exc:
             checks["bus"] = f"unreachable: {type(exc).__name__}"
+        if self.spec.warm_up is not None:
+            checks["warm_up"] = self.warm_up_state
         for worker in self.workers:
             reason = worker.state.stopped_reason
             checks[f"consumer:{worker.spec.group}"] = f"stopped: {reason}" if reason else "ok"

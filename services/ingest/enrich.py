@@ -64,6 +64,15 @@ def enricher_for(settings: IngestSettings) -> SupportsEnrich:
     return enricher
 
 
+def warm_up(settings: IngestSettings) -> None:
+    """Build the enricher and start its worker processes now: a pool starts its processes
+    at its first batch, and each then loads the models (about a second), which the first
+    requests after a start would wait for."""
+    enricher = enricher_for(settings)
+    if isinstance(enricher, _PooledEnricher):
+        enricher.start_processes()
+
+
 def _build(brands: list[BrandConfig]) -> SupportsEnrich:
     from socialzone_ingest.enrichment import BrandEntry, BrandList, Enricher
 
@@ -97,6 +106,10 @@ def _init_worker(brands: list[dict]) -> None:
     _worker_enricher = _build([BrandConfig.model_validate(b) for b in brands])
 
 
+def _ready(_: int) -> bool:
+    return _worker_enricher is not None
+
+
 def _enrich_chunk(texts: list[tuple[str | None, str | None]]) -> list[Enrichment]:
     assert _worker_enricher is not None
     return [_worker_enricher.enrich(text, declared_language=language) for text, language in texts]
@@ -122,6 +135,12 @@ class _PooledEnricher:
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_worker, initargs=([b.model_dump() for b in brands],))
         atexit.register(self.close)
+
+    def start_processes(self) -> None:
+        # One task per process, submitted together: the pool starts a process for each task
+        # that finds none idle, and each task returns once its process's initializer ran.
+        if not all(self.pool.map(_ready, range(self.processes))):
+            raise RuntimeError("an enrichment worker process started without its enricher")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

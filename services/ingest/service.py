@@ -26,14 +26,19 @@ def _consumers(runtime):
     return consumer_specs(runtime)
 
 
+def warm_up(runtime) -> None:
+    """The enrichment models and worker processes, loaded before the service says it is ready."""
+    from socialzone_ingest import enrich
+
+    enrich.warm_up(runtime.settings)
+
+
 async def enrichment(runtime, stop) -> None:
-    """Load the enrichment models at start (a few seconds) rather than on the first request;
-    stop the enrichment worker processes, if any, when the service stops."""
+    """Stop the enrichment worker processes, if any, when the service stops."""
     import asyncio
 
     from socialzone_ingest import enrich
 
-    await asyncio.to_thread(enrich.enricher_for, runtime.settings)
     await stop.wait()
     await asyncio.to_thread(enrich.close_all)
 
@@ -57,6 +62,7 @@ SERVICE = ServiceSpec(
     routers=_routers,
     consumers=_consumers,
     background=_background(),
+    warm_up=warm_up,
     # Outside /v1: Meta and Mastodon sign their deliveries, they cannot send our bearer keys.
     webhooks=_webhooks,
 )
