@@ -340,3 +340,21 @@ async def test_a_local_group_behind_on_one_topic_still_reads_its_other_topic(tmp
         assert seen.count(quiet) == 5 and seen.count(busy) >= 200
     finally:
         await bus.close()
+
+
+async def test_a_worker_tells_whether_its_last_poll_found_records(make_bus, tmp_path):
+    # background work (identity's matcher) reads this to yield while the consumer has work
+    bus = await make_bus()
+    topic = await new_topic(bus)
+    await bus.publish([OutgoingMessage(topic, event(f"c{i}", i)) for i in range(6)])
+    engine = create_engine_for_inbox(tmp_path)
+    seen_while_handling: list[int] = []
+    worker = ConsumerWorker(bus=bus, spec=ConsumerSpec(group=f"g-{uuid.uuid4().hex[:8]}", topics=[topic],
+                                                        handler=lambda s, e: seen_while_handling.append(
+                                                            worker.state.last_batch)),
+                            sessions=session_factory(engine), settings=ConsumerSettings())
+    assert worker.state.last_batch == 0
+    await run_worker_until(worker, lambda: len(seen_while_handling) == 6 and worker.state.last_batch == 0)
+    engine.dispose()
+    assert len(seen_while_handling) == 6 and all(n > 0 for n in seen_while_handling)
+    assert worker.state.last_batch == 0  # then a poll found nothing: caught up

@@ -71,6 +71,8 @@ class WorkerState:
     duplicates: int = 0
     dead_lettered: int = 0
     dlq_times: deque = field(default_factory=deque)
+    # records the last poll returned (0: caught up); background work reads it to yield
+    last_batch: int = 0
 
 
 def dead_letter_message(record: Record, *, group: str, error: str, attempts: int) -> RawMessage:
@@ -244,6 +246,7 @@ class ConsumerWorker:
             while not stop.is_set():
                 records = await (ahead or self._poll())
                 ahead = None
+                self.state.last_batch = len(records)
                 if records:
                     # Read ahead: the next batch is read and decoded while this one is handled
                     # (its database work mostly waits outside the interpreter lock). Handling

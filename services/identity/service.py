@@ -56,10 +56,19 @@ def _consumers(runtime: ServiceRuntime) -> list[ConsumerSpec]:
     ]
 
 
+def matcher_share(runtime: ServiceRuntime) -> float:
+    """The share of the time the matcher may work with a backlog: less while attribution
+    has interactions waiting."""
+    settings = runtime.settings
+    attributing = any(w.spec.group == RESOLUTION_GROUP and w.state.last_batch > 0 for w in runtime.workers)
+    share = settings.match_share_while_attributing if attributing else settings.match_busy_share
+    return min(1.0, max(0.01, share))
+
+
 async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
     """Scores new and changed profiles with the match model (apart from attribution), a
     batch of ``match_batch`` profiles per pass. With a backlog it works at most
-    ``match_busy_share`` of the time: after a pass that took t seconds it sleeps
+    ``matcher_share`` of the time: after a pass that took t seconds it sleeps
     t * (1 - share) / share, so attribution keeps the CPU and the database it needs."""
     import time
 
@@ -73,7 +82,6 @@ async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
         return
 
     threshold = settings.suggestion_threshold()
-    share = min(1.0, max(0.05, settings.match_busy_share))
 
     def one_pass() -> int:
         with runtime.sessions() as session:
@@ -89,6 +97,7 @@ async def match_suggestions(runtime: ServiceRuntime, stop: asyncio.Event) -> Non
         except Exception:  # e.g. SQLite busy under a write burst: try again later, never stop
             log.warning("match pass failed; retrying after %.1fs", settings.match_poll_s, exc_info=True)
             scored = 0
+        share = matcher_share(runtime)
         pause = settings.match_poll_s if scored == 0 else (time.monotonic() - started) * (1 - share) / share
         try:
             await asyncio.wait_for(stop.wait(), max(pause, 0.001))

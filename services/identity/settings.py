@@ -47,6 +47,11 @@ class IdentitySettings(ServiceSettings):
     match_busy_share: float = 0.2
     """With a backlog, the matcher works at most this share of the time and sleeps the rest,
     so that a burst of new authors cannot starve attribution of the CPU (or SQLite's lock)."""
+    match_share_while_attributing: float = 0.05
+    """The share instead while attribution has interactions waiting (its last poll was not
+    empty): suggestions can wait for a burst to pass, the customers of that burst cannot
+    (care bench at 1,000 new authors/s in the all-in-one process: the matcher took ~5% of the
+    interpreter lock at 0.2, and attribution fell behind)."""
     timeline_stream_poll_s: float = 0.5
     resolution_batch: bool = True
     """Handle a polled batch of raw interactions in one transaction (falls back to one per event)."""
