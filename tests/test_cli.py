@@ -448,3 +448,111 @@ def test_catalog_writes_the_asyncapi_document_and_the_schemas(tmp_path):
     for path in schemas:
         assert isinstance(json.loads(path.read_text()), dict), path.name
     assert f"wrote {len(schemas) + 1} files" in result.stderr
+
+
+# --- the all-in-one process's children (SOCIALZONE_CONSUMER_PROCESSES) -------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a child that exited but was not reaped yet is a zombie: gone for this purpose
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _child_pid(srv: Server, service: str, key: str, other_than: int | None = None) -> int:
+    """The process running ``service``'s consumers, once it reports (and is not ``other_than``)."""
+    deadline = time.monotonic() + READY_WITHIN_S
+    while time.monotonic() < deadline:
+        consumers = srv.get(f"/{service}/v1/status", key=key).json()["consumers"]
+        pids = {c["process"] for c in consumers}
+        if consumers and len(pids) == 1 and None not in pids and pids != {other_than}:
+            return pids.pop()
+        time.sleep(0.2)
+    pytest.fail(f"{service}'s consumer process never reported\n{srv.output()}")
+
+
+def _post_and_wait_attributed(srv: Server, key: str, author: str) -> dict:
+    item = {"source": "x", "kind": "post", "external_id": f"child-{author}", "occurred_at": "2026-11-20T09:30:00Z",
+            "author": {"identifiers": [{"type": "x", "value": author}]}, "text": "my order never arrived"}
+    response = httpx.post(f"{srv.base}/ingest/v1/interactions", json=item,
+                          headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 202, response.text
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = srv.get(f"/identity/v1/customers?identifier=x:{author}", key=key).json()["items"]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    pytest.fail(f"x:{author} never attributed\n{srv.output()}")
+
+
+def test_all_in_one_runs_identity_and_care_consumers_in_child_processes_and_restarts_a_dead_one(tmp_path):
+    key = f"admin-{uuid.uuid4().hex}"
+    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
+    with server(["run"], env, tmp_path / "logs") as srv:
+        ready = srv.wait_ready()
+        assert ready.json()["checks"]["identity"]["consumer_process"] == "ok"
+        assert ready.json()["checks"]["care"]["consumer:care-interactions"] == "ok"
+        identity, care = _child_pid(srv, "identity", key), _child_pid(srv, "care", key)
+        assert len({identity, care, srv.proc.pid}) == 3  # each its own process
+        ingest = srv.get("/ingest/v1/status", key=key).json()["consumers"]
+        assert ingest and all("process" not in c for c in ingest)  # in the main process
+        _post_and_wait_attributed(srv, key, "4101")  # through the identity child
+
+        os.kill(identity, signal.SIGKILL)  # the main process starts it again
+        again = _child_pid(srv, "identity", key, other_than=identity)
+        assert not _alive(identity) and _alive(again)
+        assert srv.wait_ready().json()["checks"]["identity"]["consumer_process"] == "ok"
+        _post_and_wait_attributed(srv, key, "4102")
+        assert "exited with -9; starting it again" in srv.stderr, srv.output()
+
+        code, took = srv.interrupt()
+        assert code == 0 and took < STOP_WITHIN_S, srv.output()
+    assert not _alive(again) and not _alive(care)
+
+
+def test_the_children_stop_by_themselves_when_the_main_process_is_killed(tmp_path):
+    key = f"admin-{uuid.uuid4().hex}"
+    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
+    with server(["run"], env, tmp_path / "logs") as srv:
+        srv.wait_ready()
+        children = [_child_pid(srv, "identity", key), _child_pid(srv, "care", key)]
+        srv.kill()  # SIGKILL: no shutdown runs in the main process
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children), srv.output()
+
+
+def test_all_in_one_in_one_process_when_asked_and_unknown_services_are_refused(tmp_path):
+    key = f"admin-{uuid.uuid4().hex}"
+    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key,
+                  SOCIALZONE_CONSUMER_PROCESSES="[]")
+    with server(["run"], env, tmp_path / "logs") as srv:
+        ready = srv.wait_ready()
+        assert "consumer_process" not in ready.json()["checks"]["identity"]
+        assert all("process" not in c for c in srv.get("/identity/v1/status", key=key).json()["consumers"])
+        _post_and_wait_attributed(srv, key, "4201")
+        assert srv.interrupt()[0] == 0
+    refused = run_cli("run", env={**env, "SOCIALZONE_CONSUMER_PROCESSES": '["identity", "billing"]'})
+    assert refused.returncode != 0
+    assert "SOCIALZONE_CONSUMER_PROCESSES names unknown services billing" in refused.stderr
+
+
+def test_ctrl_c_in_a_terminal_stops_the_main_process_and_its_children_once(tmp_path):
+    # a terminal's Ctrl-C reaches the whole process group: the children leave the stopping to
+    # the main process (which would otherwise take their exit for a crash and start them again)
+    key = f"admin-{uuid.uuid4().hex}"
+    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
+    with server(["run"], env, tmp_path / "logs") as srv:
+        srv.wait_ready()
+        children = [_child_pid(srv, "identity", key), _child_pid(srv, "care", key)]
+        os.killpg(srv.proc.pid, signal.SIGINT)  # its own session: the group is the main process's
+        assert srv.proc.wait(timeout=STOP_WITHIN_S) == 0, srv.output()
+    assert not any(_alive(pid) for pid in children)
+    assert "starting it again" not in srv.stderr, srv.output()

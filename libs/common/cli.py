@@ -28,7 +28,7 @@ def _services(names: list[str] | None = None):
     return [services[n] for n in names]
 
 
-def _serve(specs, *, relay: bool | None = None, consumers: bool | None = None) -> None:
+def _serve(specs, *, relay: bool | None = None, consumers: bool | None = None, children: bool = False) -> None:
     import uvicorn
 
     from socialzone_common.settings import load_settings
@@ -45,7 +45,13 @@ def _serve(specs, *, relay: bool | None = None, consumers: bool | None = None) -
     from socialzone_common.service import tune_gc
 
     tune_gc()
-    host = build_host_app(specs, settings=settings, relay=relay, consumers=consumers)
+    known = {s.name for s in specs}
+    unknown = [name for name in settings.consumer_processes if name not in known] if children else []
+    if unknown:
+        raise typer.BadParameter(f"SOCIALZONE_CONSUMER_PROCESSES names unknown services {', '.join(unknown)}; "
+                                 f"known: {', '.join(sorted(known))}")
+    host = build_host_app(specs, settings=settings, relay=relay, consumers=consumers,
+                          child_processes=settings.consumer_processes if children else ())
     console.print(f"socialzone on http://{settings.host}:{settings.port} "
                   f"({', '.join('/' + s.name for s in specs)}), data in {settings.data_dir.resolve()}, "
                   f"bus: {settings.bus}")
@@ -55,8 +61,9 @@ def _serve(specs, *, relay: bool | None = None, consumers: bool | None = None) -
 
 @app.command()
 def run() -> None:
-    """The all-in-one process: every service, consumer and relay (SQLite + local bus by default)."""
-    _serve(_services())
+    """The all-in-one process: every service, consumer and relay (SQLite + local bus by default);
+    the consumers of SOCIALZONE_CONSUMER_PROCESSES (identity, care) in a child process each."""
+    _serve(_services(), children=True)
 
 
 @app.command()
@@ -64,6 +71,16 @@ def serve(service: str,
           relay: Annotated[bool, typer.Option(help="Also run this service's outbox relay.")] = True) -> None:
     """One service alone, at /<service>, with its consumers (and relay unless --no-relay)."""
     _serve(_services([service]), relay=relay)
+
+
+@app.command()
+def work(service: str) -> None:
+    """One service's consumers, relay and background loops, without HTTP (what `run` starts for
+    each service of SOCIALZONE_CONSUMER_PROCESSES)."""
+    from socialzone_common.children import work as run_work
+    from socialzone_common.settings import load_settings
+
+    run_work(_services([service])[0], load_settings())
 
 
 @app.command()

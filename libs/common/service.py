@@ -103,6 +103,8 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.warm_up_state = "ok" if spec.warm_up is None else "not started"
+        # set by the host when this service's consumers run in a child process (children.py)
+        self.child = None
         self._http: httpx.AsyncClient | None = None
 
     def _after_commit(self, session) -> None:
@@ -193,24 +195,33 @@ class ServiceRuntime:
             checks["bus"] = f"unreachable: {type(exc).__name__}"
         if self.spec.warm_up is not None:
             checks["warm_up"] = self.warm_up_state
+        if self.child is not None:
+            checks.update(self.child.readiness())
+            return checks
         for worker in self.workers:
             reason = worker.state.stopped_reason
             checks[f"consumer:{worker.spec.group}"] = f"stopped: {reason}" if reason else "ok"
         return checks
 
+    def consumer_reports(self) -> list[dict]:
+        return [{"group": w.spec.group, "topics": list(w.spec.topics), "running": w.state.running,
+                 "handled": w.state.handled, "duplicates": w.state.duplicates,
+                 "dead_lettered": w.state.dead_lettered, "stopped_reason": w.state.stopped_reason}
+                for w in self.workers]
+
     def status(self) -> dict:
         with self.sessions() as session:
             pending = backlog(session)
         telemetry.OUTBOX_BACKLOG.labels(service=self.spec.name).set(pending)
+        consumers, relay_failures = self.consumer_reports(), self.relay.failures
+        if self.child is not None:  # the relay and consumers run there: its report, with its process id
+            report = self.child.report() or {"pid": None, "relay_failures": 0, "consumers": []}
+            consumers = [dict(c, process=report["pid"]) for c in report["consumers"]]
+            relay_failures = report["relay_failures"]
         return {
             "service": self.spec.name,
             "bus": self.bus.kind,
             "outbox_backlog": pending,
-            "relay_failures": self.relay.failures,
-            "consumers": [
-                {"group": w.spec.group, "topics": list(w.spec.topics), "running": w.state.running,
-                 "handled": w.state.handled, "duplicates": w.state.duplicates,
-                 "dead_lettered": w.state.dead_lettered, "stopped_reason": w.state.stopped_reason}
-                for w in self.workers
-            ],
+            "relay_failures": relay_failures,
+            "consumers": consumers,
         }

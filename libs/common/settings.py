@@ -114,6 +114,12 @@ class ServiceSettings(BaseSettings):
     worker_threads: int = Field(default=32, ge=4)
     run_consumers: bool = True
     run_relay: bool = True
+    # `socialzone run` only: the services whose consumers, relay and background loops run in a
+    # child process each (`socialzone work <service>`, restarted if it dies), their HTTP API
+    # staying in the main process. Each child has an interpreter of its own: in one process
+    # the interpreter lock is the limit (bench care at 1,000/s: identity's attribution and
+    # care's cases are the two largest shares). [] keeps everything in one process.
+    consumer_processes: list[str] = Field(default_factory=lambda: ["identity", "care"])
     # Rows the relay publishes (and then marks) per pass: a pass costs a wait for the
     # database's writer turn, so a busy service drains its outbox in bigger passes
     # (measured in the all-in-one process at 1,000 interactions/s: identity's backlog

@@ -27,6 +27,7 @@ from socialzone_common import telemetry
 from socialzone_common.auth import require
 from socialzone_common.bus import Bus, create_bus
 from socialzone_common.catalog import TOPICS
+from socialzone_common.children import Child
 from socialzone_common.deps import RuntimeDep
 from socialzone_common.errors import install_problem_handlers, problem_response
 from socialzone_common.idempotency import IdempotencyMiddleware
@@ -143,8 +144,11 @@ def build_service_app(runtime: ServiceRuntime) -> FastAPI:
 
 def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | None = None,
                    bus: Bus | None = None, relay: bool | None = None, consumers: bool | None = None,
-                   service_settings: dict[str, ServiceSettings] | None = None) -> FastAPI:
-    """One process hosting ``specs``, each mounted at ``/<name>``, sharing one bus."""
+                   service_settings: dict[str, ServiceSettings] | None = None,
+                   child_processes: Sequence[str] = ()) -> FastAPI:
+    """One process hosting ``specs``, each mounted at ``/<name>``, sharing one bus. The
+    consumers, relay and background loops of the services in ``child_processes`` run in a
+    child process each (children.py) instead; their APIs stay here."""
     settings = settings or load_settings()
     telemetry.configure(service_name="socialzone" if len(specs) > 1 else f"socialzone-{specs[0].name}",
                         otlp_endpoint=settings.otel_exporter_otlp_endpoint,
@@ -156,6 +160,9 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
     runtimes = [ServiceRuntime(spec, bus, service_settings.get(spec.name)
                                or load_settings(spec.settings_class, **settings.model_dump()))
                 for spec in specs]
+    for runtime in runtimes:
+        if runtime.spec.name in child_processes:
+            runtime.child = Child(runtime.spec.name, runtime.settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -168,13 +175,24 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
             await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
                                     | {t.dlq: t.partitions for t in TOPICS.values()})
         started = []
+        stop_children = asyncio.Event()
+        watching: list[asyncio.Task] = []
         try:
             for runtime in runtimes:
-                await runtime.start(relay=relay, consumers=consumers)
+                if runtime.child is not None:
+                    await runtime.start(relay=False, consumers=False)
+                else:
+                    await runtime.start(relay=relay, consumers=consumers)
                 started.append(runtime)
+            # after every migration ran here: a child's start finds its database at head
+            watching = [asyncio.create_task(r.child.supervise(stop_children), name=f"{r.spec.name}-child")
+                        for r in runtimes if r.child is not None]
             gc.freeze()  # what start-up built lives as long as the process: stop rescanning it
             yield
         finally:
+            stop_children.set()
+            await asyncio.gather(*watching, return_exceptions=True)
+            await asyncio.gather(*(asyncio.to_thread(r.child.stop, 10.0) for r in runtimes if r.child is not None))
             for runtime in reversed(started):
                 await runtime.stop()
             await bus.close()

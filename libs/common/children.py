@@ -1,0 +1,177 @@
+"""Child processes of the all-in-one process: a service's consumers, relay and background
+loops in a process of its own (``socialzone work <service>``), its HTTP API staying in the
+main process, which starts, watches and stops the child.
+
+The child writes what its consumers report (the ``/v1/status`` consumer entries) to
+``<data_dir>/run/<service>.json`` every second; the main process reads it for ``/readyz``
+and ``/v1/status``. A child that dies is started again (backoff up to 30 s): what it had
+not committed is delivered again, as after any crash. A child whose main process died
+(``kill -9``) stops by itself within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+
+from socialzone_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+REPORT_EVERY_S = 1.0
+STALE_AFTER_S = 10.0  # a report older than this: the child is hung
+PARENT_ENV = "SOCIALZONE_WORK_PARENT_PID"
+
+
+def report_path(data_dir: Path, service: str) -> Path:
+    return data_dir / "run" / f"{service}.json"
+
+
+class Child:
+    """One service's ``socialzone work`` process, seen from the main process."""
+
+    def __init__(self, service: str, data_dir: Path) -> None:
+        self.service = service
+        self.report_file = report_path(data_dir, service)
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.report_file.unlink(missing_ok=True)
+        env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
+        # the same interpreter and environment; its log lines go where the main process's go
+        self.process = subprocess.Popen([sys.executable, "-m", "socialzone_common.cli", "work", self.service],
+                                        env=env, stdin=subprocess.DEVNULL)
+        log.info("%s: consumers, relay and background loops in process %d", self.service, self.process.pid)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Keep the child running until ``stop``; a child that exits is started again, after
+        0.5 s, doubling up to 30 s while it keeps dying within a minute of its start."""
+        delay, started = 0.25, time.monotonic()
+        while not stop.is_set():
+            if self.process is None or self.process.poll() is not None:
+                if self.process is not None:
+                    delay = 0.5 if time.monotonic() - started > 60 else min(30.0, delay * 2)
+                    log.error("%s: its process %d exited with %s; starting it again in %.1fs", self.service,
+                              self.process.pid, self.process.returncode, delay)
+                    if await _stopped_within(stop, delay):
+                        return
+                    self.restarts += 1
+                started = time.monotonic()
+                self.start()
+            await _stopped_within(stop, 0.5)
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM (the child stops its loops and commits what it handled), SIGKILL after ``timeout``."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.error("%s: process %d did not stop within %.0fs; killed", self.service, process.pid, timeout)
+            process.kill()
+            process.wait()
+
+    def report(self) -> dict | None:
+        """The child's last report, if it is from the running process and fresh."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        try:
+            report = orjson.loads(self.report_file.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if report.get("pid") != self.process.pid or time.time() - report.get("at", 0) > STALE_AFTER_S:
+            return None
+        return report
+
+    def readiness(self) -> dict[str, str]:
+        if self.process is not None and self.process.poll() is not None:
+            return {"consumer_process": f"exited with {self.process.returncode}; restarting"}
+        report = self.report()
+        if report is None:
+            return {"consumer_process": "starting" if self.process is not None else "not started"}
+        checks = {"consumer_process": "ok"}
+        for consumer in report["consumers"]:
+            reason = consumer["stopped_reason"]
+            checks[f"consumer:{consumer['group']}"] = f"stopped: {reason}" if reason else "ok"
+        return checks
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+# --- the child's side -------------------------------------------------------------------------------
+
+def work(spec, settings: ServiceSettings) -> None:
+    """Run ``spec``'s consumers, relay and background loops until SIGTERM/SIGINT (or until the
+    main process that started it is gone)."""
+    from socialzone_common import telemetry
+    from socialzone_common.service import tune_gc
+
+    telemetry.configure(service_name=f"socialzone-{spec.name}-work", otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+                        log_level=settings.log_level, log_json=settings.log_json)
+    tune_gc()
+    asyncio.run(_work(spec, settings))
+
+
+async def _work(spec, settings: ServiceSettings) -> None:
+    from socialzone_common.bus import create_bus
+    from socialzone_common.catalog import TOPICS
+    from socialzone_common.service import ServiceRuntime
+    from socialzone_common.settings import load_settings
+
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=settings.worker_threads,
+                                                 thread_name_prefix=f"socialzone-{spec.name}"))
+    stop = asyncio.Event()
+    parent = int(os.environ.get(PARENT_ENV, "0")) or None
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # Ctrl-C in a terminal reaches the whole process group: a child of `socialzone run` leaves
+    # the stopping to its main process (SIGTERM), which would otherwise start it again
+    loop.add_signal_handler(signal.SIGINT, (lambda: None) if parent is not None else stop.set)
+    bus = create_bus(settings)
+    await bus.start()
+    if settings.bus == "local" or settings.kafka.create_topics:
+        await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
+                                | {t.dlq: t.partitions for t in TOPICS.values()})
+    runtime = ServiceRuntime(spec, bus, load_settings(spec.settings_class, **settings.model_dump()))
+    path = report_path(settings.data_dir, spec.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await runtime.start(relay=True, consumers=True)
+        gc.freeze()
+        while not stop.is_set():
+            _write_report(path, runtime)
+            if parent is not None and os.getppid() != parent:
+                log.warning("%s: the main process %d is gone; stopping", spec.name, parent)
+                break
+            await _stopped_within(stop, REPORT_EVERY_S)
+    finally:
+        await runtime.stop()
+        await bus.close()
+        path.unlink(missing_ok=True)
+
+
+def _write_report(path: Path, runtime) -> None:
+    report = {"pid": os.getpid(), "at": time.time(), "relay_failures": runtime.relay.failures,
+              "consumers": runtime.consumer_reports()}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(orjson.dumps(report))
+    temporary.replace(path)  # readers never see half a report
