@@ -44,10 +44,11 @@ class Child:
         self.service = service
         self.report_file = report_path(data_dir, service)
         self.process: subprocess.Popen | None = None
-        self.restarts = 0
+        self.started_at = 0.0
 
     def start(self) -> None:
         self.report_file.unlink(missing_ok=True)
+        self.started_at = time.monotonic()
         env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
         # the same interpreter and environment; its log lines go where the main process's go
         self.process = subprocess.Popen([sys.executable, "-m", "socialzone_common.cli", "work", self.service],
@@ -66,7 +67,6 @@ class Child:
                               self.process.pid, self.process.returncode, delay)
                     if await _stopped_within(stop, delay):
                         return
-                    self.restarts += 1
                 started = time.monotonic()
                 self.start()
             await _stopped_within(stop, 0.5)
@@ -101,7 +101,10 @@ class Child:
             return {"consumer_process": f"exited with {self.process.returncode}; restarting"}
         report = self.report()
         if report is None:
-            return {"consumer_process": "starting" if self.process is not None else "not started"}
+            if self.process is None:
+                return {"consumer_process": "not started"}
+            starting = time.monotonic() - self.started_at < STALE_AFTER_S
+            return {"consumer_process": "starting" if starting else f"process {self.process.pid} is not reporting"}
         checks = {"consumer_process": "ok"}
         for consumer in report["consumers"]:
             reason = consumer["stopped_reason"]
