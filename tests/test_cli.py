@@ -491,10 +491,17 @@ def _post_and_wait_attributed(srv: Server, key: str, author: str) -> dict:
     pytest.fail(f"x:{author} never attributed\n{srv.output()}")
 
 
-def test_all_in_one_runs_identity_and_care_consumers_in_child_processes_and_restarts_a_dead_one(tmp_path):
+@contextmanager
+def all_in_one(tmp_path: Path, **extra: str):
+    """``socialzone run`` on a fresh data folder, ready; yields it, its admin key and its environment."""
     key = f"admin-{uuid.uuid4().hex}"
-    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
+    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key, **extra)
     with server(["run"], env, tmp_path / "logs") as srv:
+        yield srv, key, env
+
+
+def test_all_in_one_runs_identity_and_care_consumers_in_child_processes_and_restarts_a_dead_one(tmp_path):
+    with all_in_one(tmp_path) as (srv, key, _):
         ready = srv.wait_ready()
         assert ready.json()["checks"]["identity"]["consumer_process"] == "ok"
         assert ready.json()["checks"]["care"]["consumer:care-interactions"] == "ok"
@@ -517,9 +524,7 @@ def test_all_in_one_runs_identity_and_care_consumers_in_child_processes_and_rest
 
 
 def test_the_children_stop_by_themselves_when_the_main_process_is_killed(tmp_path):
-    key = f"admin-{uuid.uuid4().hex}"
-    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
-    with server(["run"], env, tmp_path / "logs") as srv:
+    with all_in_one(tmp_path) as (srv, key, _):
         srv.wait_ready()
         children = [_child_pid(srv, "identity", key), _child_pid(srv, "care", key)]
         srv.kill()  # SIGKILL: no shutdown runs in the main process
@@ -530,10 +535,7 @@ def test_the_children_stop_by_themselves_when_the_main_process_is_killed(tmp_pat
 
 
 def test_all_in_one_in_one_process_when_asked_and_unknown_services_are_refused(tmp_path):
-    key = f"admin-{uuid.uuid4().hex}"
-    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key,
-                  SOCIALZONE_CONSUMER_PROCESSES="[]")
-    with server(["run"], env, tmp_path / "logs") as srv:
+    with all_in_one(tmp_path, SOCIALZONE_CONSUMER_PROCESSES="[]") as (srv, key, env):
         ready = srv.wait_ready()
         assert "consumer_process" not in ready.json()["checks"]["identity"]
         assert all("process" not in c for c in srv.get("/identity/v1/status", key=key).json()["consumers"])
@@ -547,9 +549,7 @@ def test_all_in_one_in_one_process_when_asked_and_unknown_services_are_refused(t
 def test_ctrl_c_in_a_terminal_stops_the_main_process_and_its_children_once(tmp_path):
     # a terminal's Ctrl-C reaches the whole process group: the children leave the stopping to
     # the main process (which would otherwise take their exit for a crash and start them again)
-    key = f"admin-{uuid.uuid4().hex}"
-    env = cli_env(tmp_path / "data", SOCIALZONE_PORT=str(free_port()), SOCIALZONE_ADMIN_KEY=key)
-    with server(["run"], env, tmp_path / "logs") as srv:
+    with all_in_one(tmp_path) as (srv, key, _):
         srv.wait_ready()
         children = [_child_pid(srv, "identity", key), _child_pid(srv, "care", key)]
         os.killpg(srv.proc.pid, signal.SIGINT)  # its own session: the group is the main process's

@@ -135,8 +135,7 @@ def work(spec, settings: ServiceSettings) -> None:
 
 
 async def _work(spec, settings: ServiceSettings) -> None:
-    from socialzone_common.bus import create_bus
-    from socialzone_common.catalog import TOPICS
+    from socialzone_common.bus import create_bus, ensure_catalog_topics
     from socialzone_common.service import ServiceRuntime
     from socialzone_common.settings import load_settings
 
@@ -151,9 +150,7 @@ async def _work(spec, settings: ServiceSettings) -> None:
     loop.add_signal_handler(signal.SIGINT, (lambda: None) if parent is not None else stop.set)
     bus = create_bus(settings)
     await bus.start()
-    if settings.bus == "local" or settings.kafka.create_topics:
-        await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
-                                | {t.dlq: t.partitions for t in TOPICS.values()})
+    await ensure_catalog_topics(bus, settings)
     runtime = ServiceRuntime(spec, bus, load_settings(spec.settings_class, **settings.model_dump()))
     path = report_path(settings.data_dir, spec.name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from socialzone_common import telemetry
 from socialzone_common.auth import require
-from socialzone_common.bus import Bus, create_bus
-from socialzone_common.catalog import TOPICS
+from socialzone_common.bus import Bus, create_bus, ensure_catalog_topics
 from socialzone_common.children import Child
 from socialzone_common.deps import RuntimeDep
 from socialzone_common.errors import install_problem_handlers, problem_response
@@ -171,9 +170,7 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="socialzone"))
         await bus.start()
-        if settings.bus == "local" or settings.kafka.create_topics:
-            await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
-                                    | {t.dlq: t.partitions for t in TOPICS.values()})
+        await ensure_catalog_topics(bus, settings)
         started = []
         stop_children = asyncio.Event()
         watching: list[asyncio.Task] = []

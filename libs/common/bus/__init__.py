@@ -154,3 +154,13 @@ def create_bus(settings) -> Bus:
     from socialzone_common.bus.local import LocalBus
 
     return LocalBus(settings.local_bus, settings.local_bus_path())
+
+
+async def ensure_catalog_topics(bus: Bus, settings) -> None:
+    """Create every catalog topic and its DLQ where the services may create topics (the local
+    bus always; Kafka when ``kafka.create_topics``: production declares them as KafkaTopics)."""
+    from socialzone_common.catalog import TOPICS
+
+    if settings.bus == "local" or settings.kafka.create_topics:
+        await bus.ensure_topics({name: t.partitions for name, t in TOPICS.items()}
+                                | {t.dlq: t.partitions for t in TOPICS.values()})
