@@ -3,7 +3,11 @@
 - ``attribution_per_s``: raw interactions published on the local bus, consumed by the
   identity resolution consumer (batch transactions, see services/identity/fastpath.py)
   until every one is attributed: 70% returning social authors, 20% new authors, 10% CRM
-  transactions with e-mail and phone. Target >= 10,000/s.
+  transactions with e-mail and phone. Target >= 10,000/s. The consumer runs in its own
+  process, as `socialzone work identity` runs it; ``attribution_2_processes_per_s`` is the
+  same with two members of the consumer group in two processes (the group's partitions
+  dealt between them, one SQLite database): each validates its batch before it takes the
+  database's writer turn (``ConsumerSpec.batch_prepare``), while the other writes.
 - ``lookup_p95_ms``: ``GET /identity/v1/customers?identifier=email:...`` through the ASGI
   app, 100,000 customers. Target <= 5 ms.
 - ``timeline_p95_ms``: ``GET .../timeline?limit=50`` (first and cursor pages) with
@@ -72,27 +76,45 @@ def _interactions(n: int) -> list:
     return events
 
 
-async def attribution(n: int) -> dict[str, float]:
+RESOLUTION_GROUP = "identity-resolution"
+
+
+async def _publish_sample(folder: Path, n: int) -> None:
+    """A new identity database (migrated) and local bus in ``folder`` with ``n`` interactions waiting."""
     from socialzone_common import db
     from socialzone_common.bus import OutgoingMessage
     from socialzone_common.bus.local import LocalBus
-    from socialzone_common.settings import ConsumerSettings, LocalBusSettings
-    from socialzone_common.worker import ConsumerWorker
-    from socialzone_identity.service import SERVICE, resolution_spec
-    from socialzone_identity.resolution import Context
+    from socialzone_common.settings import LocalBusSettings
+    from socialzone_identity.service import SERVICE
     from socialzone_identity.settings import IdentitySettings
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-identity-"))
-    settings = IdentitySettings(data_dir=folder)
-    engine = db.create_db_engine(settings.database_url_for("identity"))
+    engine = db.create_db_engine(IdentitySettings(data_dir=folder).database_url_for("identity"))
     db.run_migrations(engine, SERVICE.migrations)
+    engine.dispose()
     bus = LocalBus(LocalBusSettings(synchronous="NORMAL"), folder / "bus.db")
     await bus.start()
     await bus.ensure_topics({"zone.interactions.raw": 12, "zone.interactions.raw.dlq": 12})
     events = _interactions(n)
-    gc.freeze()  # the pre-built sample is not the consumer's garbage (as in bench/bus.py)
     for i in range(0, n, 2000):
         await bus.publish([OutgoingMessage("zone.interactions.raw", e) for e in events[i:i + 2000]])
+    await bus.close()
+
+
+async def _consume(folder: Path, n: int, go=None, done=None) -> dict[str, int]:
+    """One member of the resolution group (what `socialzone work identity` runs for it) until
+    the group has committed ``n`` interactions; with ``go``, it waits for it to start."""
+    from socialzone_common import db
+    from socialzone_common.bus.local import LocalBus
+    from socialzone_common.settings import ConsumerSettings, LocalBusSettings
+    from socialzone_common.worker import ConsumerWorker
+    from socialzone_identity.resolution import Context
+    from socialzone_identity.service import resolution_spec
+    from socialzone_identity.settings import IdentitySettings
+
+    settings = IdentitySettings(data_dir=folder)
+    engine = db.create_db_engine(settings.database_url_for("identity"))
+    bus = LocalBus(LocalBusSettings(synchronous="NORMAL"), folder / "bus.db")
+    await bus.start()
     ctx = Context.from_settings(settings)
 
     class _Runtime:  # what resolution_spec reads
@@ -102,18 +124,58 @@ async def attribution(n: int) -> dict[str, float]:
     runtime.settings = settings
     worker = ConsumerWorker(bus=bus, spec=resolution_spec(runtime, ctx), sessions=db.session_factory(engine),
                             settings=ConsumerSettings(batch_size=1000))
+    if go is not None:
+        await asyncio.to_thread(go.wait)
+    gc.freeze()  # what was built so far is not the consumer's garbage (as in bench/bus.py)
     stop = asyncio.Event()
-    started = time.perf_counter()
     task = asyncio.create_task(worker.run(stop))
-    while worker.state.handled + worker.state.dead_lettered < n:
+    while sum(bus.store.committed(RESOLUTION_GROUP, "zone.interactions.raw").values()) < n:
         await asyncio.sleep(0.005)
-    elapsed = time.perf_counter() - started
     stop.set()
     await task
     await bus.close()
     engine.dispose()
-    return {"attribution_per_s": round(n / elapsed, 1), "attribution_n": n,
-            "attribution_created": ctx.stats.get("created", 0), "attribution_merged": ctx.stats.get("merged", 0)}
+    result = {"handled": worker.state.handled, **ctx.stats}
+    if done is not None:
+        done.put(result)
+    return result
+
+
+def _consume_in_process(folder: Path, n: int, go, done) -> None:
+    from socialzone_common.service import tune_gc
+
+    tune_gc()
+    asyncio.run(_consume(folder, n, go, done))
+
+
+def attribution(n: int, processes: int) -> dict[str, float]:
+    """Interactions/s attributed by ``processes`` members of the resolution group, each in
+    its own process (as `socialzone work identity` runs them), sharing the SQLite database
+    and the local bus: from the start signal until the group has committed all ``n``."""
+    import multiprocessing
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-identity-"))
+    asyncio.run(_publish_sample(folder, n))
+    context = multiprocessing.get_context("spawn")
+    go, done = context.Event(), context.Queue()
+    members = [context.Process(target=_consume_in_process, args=(folder, n, go, done)) for _ in range(processes)]
+    for member in members:
+        member.start()
+    time.sleep(3.0 + processes)  # each member imports, joins the group and gets its partitions
+    started = time.perf_counter()
+    go.set()
+    results = [done.get(timeout=600) for _ in members]
+    elapsed = time.perf_counter() - started
+    for member in members:
+        member.join()
+    key = "attribution_per_s" if processes == 1 else f"attribution_{processes}_processes_per_s"
+    figures = {key: round(n / elapsed, 1)}
+    if processes == 1:
+        figures.update({"attribution_n": n, "attribution_created": results[0].get("created", 0),
+                        "attribution_merged": results[0].get("merged", 0)})
+    else:
+        figures[f"attribution_{processes}_processes_handled"] = "/".join(str(r["handled"]) for r in results)
+    return figures
 
 
 def _load(url: str, customers: int, entries: int) -> tuple[list[str], list[str], list[str]]:
@@ -245,7 +307,9 @@ def main() -> None:
     customers = int(os.environ.get("BENCH_IDENTITY_CUSTOMERS", "100000"))
     entries = int(os.environ.get("BENCH_IDENTITY_ENTRIES", "1000000"))
     figures: dict[str, float | int | str] = {}
-    figures.update(asyncio.run(attribution(n)))
+    # one consumer process, then two members of the group in two processes, in the same run
+    figures.update(attribution(n, 1))
+    figures.update(attribution(n, 2))
     figures.update(asyncio.run(reads(customers, entries)))
     try:
         from socialzone_identity.matching.evaluation import febrl_figures
@@ -254,7 +318,8 @@ def main() -> None:
     if febrl_figures is not None:
         figures.update(febrl_figures())
     report("identity", figures, notes={
-        "attribution_per_s": "target >= 10,000/s (local bus, SQLite, batch transactions)",
+        "attribution_per_s": "target >= 10,000/s (local bus, SQLite, batch transactions, one process)",
+        "attribution_2_processes_per_s": "the same with two consumer processes of the group (2 cores)",
         "lookup_p95_ms": "target <= 5 ms (HTTP through the ASGI app)",
         "timeline_p95_ms": "target <= 20 ms, 50 entries, 1M entries / 100k customers",
         "merge_visible_ms": "target <= 1,000 ms"})

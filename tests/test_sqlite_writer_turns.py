@@ -261,3 +261,136 @@ async def test_batch_handlers_that_read_then_write_lose_no_concurrent_change_on_
         assert conn.execute(text("SELECT count(*) FROM inbox")).scalar() == 2 * events
         assert conn.execute(text("SELECT points FROM score")).scalar() == 2 * events
     engine.dispose()
+
+
+async def _counted_events(bus, events: int) -> None:
+    import uuid
+
+    from socialzone_common.bus import OutgoingMessage
+    from socialzone_common.envelope import Envelope, now_utc
+
+    await bus.ensure_topics({"t.counted": 2, "t.counted.dlq": 2})
+    await bus.publish([OutgoingMessage("t.counted", Envelope(
+        id=str(uuid.uuid4()), source="test", type="test.thing.counted", subject=f"c{i % 5}", time=now_utc(),
+        partitionkey=f"c{i % 5}", data={"n": i})) for i in range(events)])
+
+
+async def _run_until(workers, handled: int) -> None:
+    import asyncio
+
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+    deadline = time.monotonic() + 60
+    while sum(w.state.handled + w.state.dead_lettered for w in workers) < handled and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*tasks)
+
+
+async def test_a_batch_is_prepared_outside_the_writer_turn_and_the_handler_gets_what_was_prepared(tmp_path):
+    """``ConsumerSpec.batch_prepare`` runs before the batch's transaction takes the turn: another
+    writer of the database writes meanwhile (with the turn held it would wait for the batch)."""
+    from socialzone_common.bus.local import LocalBus
+    from socialzone_common.settings import ConsumerSettings, LocalBusSettings
+    from socialzone_common.worker import ConsumerSpec, ConsumerWorker
+
+    engine = engine_with_table(tmp_path)
+    db.run_migrations(engine, None)
+    sessions = db.session_factory(engine)
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    await _counted_events(bus, 40)
+    other_writer_waited: list[bool] = []
+    handled: list[int] = []
+
+    def prepare(envelopes):
+        other = threading.Thread(target=_write_one, args=(sessions,))
+        other.start()
+        other.join(timeout=2)
+        other_writer_waited.append(other.is_alive())
+        other.join()
+        return {e.id: e.data["n"] for e in envelopes}
+
+    def handle(session, envelopes, prepared):
+        handled.extend(prepared[e.id] for e in envelopes)
+
+    worker = ConsumerWorker(bus=bus, sessions=sessions, settings=ConsumerSettings(batch_size=10),
+                            spec=ConsumerSpec(group="prepared", topics=["t.counted"], handler=lambda s, e: None,
+                                              batch_handler=handle, batch_prepare=prepare))
+    await _run_until([worker], 40)
+    await bus.close()
+    assert sorted(handled) == list(range(40))
+    assert other_writer_waited and not any(other_writer_waited)
+    engine.dispose()
+
+
+async def test_a_batch_whose_preparation_fails_is_handled_one_event_at_a_time(tmp_path):
+    from socialzone_common.bus.local import LocalBus
+    from socialzone_common.settings import ConsumerSettings, LocalBusSettings
+    from socialzone_common.worker import ConsumerSpec, ConsumerWorker
+
+    engine = engine_with_table(tmp_path)
+    db.run_migrations(engine, None)
+    bus = LocalBus(LocalBusSettings(), tmp_path / "bus.db")
+    await bus.start()
+    await _counted_events(bus, 20)
+    one_by_one: list[int] = []
+
+    def prepare(envelopes):
+        raise ValueError("cannot prepare")
+
+    worker = ConsumerWorker(bus=bus, sessions=db.session_factory(engine), settings=ConsumerSettings(batch_size=10),
+                            spec=ConsumerSpec(group="unprepared", topics=["t.counted"],
+                                              handler=lambda s, e: one_by_one.append(e.data["n"]),
+                                              batch_handler=lambda s, envelopes, prepared: None, batch_prepare=prepare))
+    await _run_until([worker], 20)
+    await bus.close()
+    assert sorted(one_by_one) == list(range(20))
+    assert worker.state.dead_lettered == 0
+    engine.dispose()
+
+
+_HOLD_THE_TURN = """
+import sys, time
+from sqlalchemy import text
+from socialzone_common import db
+sessions = db.session_factory(db.create_db_engine(sys.argv[1]))
+with sessions() as session:
+    session.execute(text("INSERT INTO t VALUES (7)"))  # takes the turn, and holds it
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_writers_in_two_processes_take_turns_and_a_killed_holder_gives_the_turn_back(tmp_path, monkeypatch):
+    """The turn is shared with other processes (the all-in-one's consumer child, two consumer
+    processes of a group) through a lock on ``<file>.writer``, which the kernel drops with
+    the process that held it."""
+    import subprocess
+    import sys
+
+    engine = engine_with_table(tmp_path)
+    sessions = db.session_factory(engine)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_TURN, str(engine.url)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        monkeypatch.setattr(db, "_BUSY_TIMEOUT_S", 0.3)
+        try:
+            _write_one(sessions)
+            raise AssertionError("wrote while another process held the turn")
+        except Exception as exc:  # sqlalchemy wraps sqlite3's error
+            assert "locked by another process" in str(exc)
+        monkeypatch.setattr(db, "_BUSY_TIMEOUT_S", 30)
+        behind = threading.Thread(target=_write_one, args=(sessions,))
+        behind.start()  # waits for the other process (and this process's turn is free for it)
+        behind.join(timeout=0.5)
+        assert behind.is_alive()
+    finally:
+        holder.kill()
+        holder.wait()
+    behind.join(timeout=10)
+    assert not behind.is_alive()
+    with sessions() as session:  # the killed holder's insert is gone, the waiting one landed
+        assert [r[0] for r in session.execute(text("SELECT x FROM t"))] == [2]
+    engine.dispose()

@@ -217,7 +217,7 @@ class Relay:
     async def _lead(self, stop: asyncio.Event):
         """On PostgreSQL, several replicas may run a relay for one schema: an advisory
         lock lets one publish and keeps the others standing by, so one key's events
-        are never published by two relays at once. (SQLite has one process.)"""
+        are never published by two relays at once. (On SQLite one process runs the relay.)"""
         engine = self.sessions.kw["bind"]
         if engine.dialect.name != "postgresql":
             return None

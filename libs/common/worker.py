@@ -16,6 +16,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 from sqlalchemy.orm import sessionmaker
@@ -30,7 +31,8 @@ from socialzone_common.settings import ConsumerSettings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Session, Envelope], None]
-BatchHandler = Callable[[Session, list[Envelope]], None]
+BatchHandler = Callable[..., None]
+"""``(session, envelopes)``, or ``(session, envelopes, prepared)`` with ``batch_prepare``."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class ConsumerSpec:
     """Optional: handle a polled batch in ONE transaction (one inbox row per event). If it
     raises, the batch is rolled back and handled one event per transaction with ``handler``
     (retries, then the DLQ), so a poison message cannot take its neighbours with it."""
+    batch_prepare: Callable[[list[Envelope]], Any] | None = None
+    """Optional, with ``batch_handler``: the work on a batch that reads no database (decoding,
+    validating, normalizing), done before the batch's transaction takes the writer turn, so
+    that another process of the group writes meanwhile (on SQLite there is one writer). Its
+    result goes to ``batch_handler`` as a third argument; if it raises, the batch is handled
+    one event per transaction, as when ``batch_handler`` raises."""
 
 
 class ConsumerStopped(RuntimeError):
@@ -147,13 +155,14 @@ class ConsumerWorker:
                                          "messaging.batch.message_count": len(wanted)}) as span, \
                     self.sessions() as session:
                 try:
+                    prepared = () if self.spec.batch_prepare is None else (self.spec.batch_prepare(wanted),)
                     # A batch reads before it writes (the inbox rows go in last): on SQLite
                     # its transaction must hold the writer turn from the start, or another
                     # writer's commit between its reads and its writes is overwritten
                     # (PostgreSQL handlers lock what they read).
                     db.begin_writing(session)
                     fresh = unhandled(session, group=self.spec.group, envelopes=wanted)
-                    self.spec.batch_handler(session, fresh)
+                    self.spec.batch_handler(session, fresh, *prepared)
                     record_handled(session, group=self.spec.group, envelopes=fresh)
                     session.commit()
                 except BaseException as exc:

@@ -92,12 +92,13 @@ class Cust:
 
 class Parsed:
     """What attribution needs from one validated ``ingest.interaction.recorded``; ``at`` is
-    ``occurred`` in the stored form (:meth:`Sql.time`), converted once for every row that
-    carries it (the timeline entry, new identifiers, a new customer)."""
+    ``occurred`` in the stored form (:meth:`Sql.time`, which depends on the database: filled
+    in by ``resolve``), converted once for every row that carries it (the timeline entry, new
+    identifiers, a new customer)."""
 
     __slots__ = ("ids", "keys", "vouched", "occurred", "at", "values", "kind")
 
-    def __init__(self, ids: list[Normalized], vouched: bool, occurred: datetime, at: datetime | str, values: dict,
+    def __init__(self, ids: list[Normalized], vouched: bool, occurred: datetime, at: datetime | str | None, values: dict,
                  kind: str) -> None:
         self.ids, self.keys = ids, [(n.type, n.value) for n in ids]
         self.vouched, self.occurred, self.at, self.values, self.kind = vouched, occurred, at, values, kind
@@ -194,9 +195,15 @@ class BatchResolver:
 
     # -- the batch -------------------------------------------------------------------------
 
-    def resolve(self, session: Session, envelopes: list[Envelope]) -> None:
+    def prepare(self, envelopes: list[Envelope]) -> dict[str, Parsed]:
+        """What ``resolve`` needs of each interaction that reads no database, by event id:
+        done before the batch takes the writer turn (``ConsumerSpec.batch_prepare``), so two
+        consumer processes overlap this third of the work (bench identity)."""
+        return {e.id: self._parse(e) for e in envelopes if e.type == RECORDED}
+
+    def resolve(self, session: Session, envelopes: list[Envelope], prepared: dict[str, Parsed] | None = None) -> None:
         conn = session.connection()
-        self.sql(session)
+        sql = self.sql(session)
         rules = self.ctx.rules
         parsed: list[tuple[Envelope, Parsed | None]] = []
         every: set[Normalized] = set()
@@ -204,7 +211,11 @@ class BatchResolver:
             if envelope.type != RECORDED:
                 parsed.append((envelope, None))
                 continue
-            p = self._parse(envelope)  # bad data: the batch fails, the event is retried alone, then DLQ
+            p = prepared.get(envelope.id) if prepared else None
+            if p is None:
+                p = self._parse(envelope)  # bad data: the batch fails, the event is retried alone, then DLQ
+            if p.at is None:
+                p.at = sql.time(p.occurred)
             parsed.append((envelope, p))
             every.update(p.ids)
         ordered = sorted(every, key=lambda n: n.key)
@@ -241,8 +252,8 @@ class BatchResolver:
         occurred = interaction.occurred_at
         if occurred.utcoffset():
             occurred = occurred.astimezone(timezone.utc)
-        return Parsed(ids, resolution.is_deterministic(interaction, self.ctx.crm_sources), occurred,
-                      self._sql.time(occurred), values, kind)
+        return Parsed(ids, resolution.is_deterministic(interaction, self.ctx.crm_sources), occurred, None, values,
+                      kind)
 
     def _suppressed(self, conn, ids: list[Normalized]) -> set[str]:
         """The suppression hashes of ``ids`` on the suppression list. The list is almost

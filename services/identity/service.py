@@ -35,10 +35,10 @@ def resolution_spec(runtime: ServiceRuntime, ctx=None) -> ConsumerSpec:
     from socialzone_identity.fastpath import BatchResolver
 
     ctx = ctx or resolution_context(runtime)
-    batched = runtime.settings.resolution_batch
+    resolver = BatchResolver(ctx) if runtime.settings.resolution_batch else None
     return ConsumerSpec(group=RESOLUTION_GROUP, topics=["zone.interactions.raw"],
                         handler=consumers.resolution_handler(ctx), types=consumers.RAW_TYPES,
-                        batch_handler=BatchResolver(ctx).resolve if batched else None,
+                        batch_handler=resolver and resolver.resolve, batch_prepare=resolver and resolver.prepare,
                         description="Resolves the author of each raw interaction to one customer")
 
 

@@ -8,7 +8,9 @@ the service does not depend on its internals.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import Protocol
 
 from socialzone_common.events.common import Enrichment
@@ -101,9 +103,20 @@ _worker_enricher: SupportsEnrich | None = None
 _MIN_PER_PROCESS = 4
 
 
-def _init_worker(brands: list[dict]) -> None:
+def _init_worker(brands: list[dict], parent: int) -> None:
     global _worker_enricher
     _worker_enricher = _build([BrandConfig.model_validate(b) for b in brands])
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="exit-with-parent", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int, every_s: float = 1.0) -> None:
+    """End this worker once the process that started it is gone. A pool's worker holds both
+    ends of its task queue's pipe (the queue is pickled whole), so it never reads end-of-file
+    there and would wait forever after a ``kill -9`` of the service."""
+    while os.getppid() == parent:
+        time.sleep(every_s)
+    log.warning("enrichment worker %d: the service process %d is gone; exiting", os.getpid(), parent)
+    os._exit(0)
 
 
 def _ready(_: int) -> bool:
@@ -133,7 +146,7 @@ class _PooledEnricher:
         self.local = _build(brands)
         self.processes = processes
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=([b.model_dump() for b in brands],))
+                                        initializer=_init_worker, initargs=([b.model_dump() for b in brands], os.getpid()))
         atexit.register(self.close)
 
     def start_processes(self) -> None:
