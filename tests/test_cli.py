@@ -574,3 +574,70 @@ def test_ctrl_c_in_a_terminal_stops_the_main_process_and_its_children_once(tmp_p
         assert srv.proc.wait(timeout=STOP_WITHIN_S) == 0, srv.output()
     assert not any(_alive(pid) for pid in children)
     assert "starting it again" not in srv.stderr, srv.output()
+
+
+def _members(bus_file: Path, group: str) -> int:
+    with sqlite3.connect(f"file:{bus_file}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM members WHERE grp = ?", (group,)).fetchone()[0]
+
+
+def _post_posts(srv: Server, key: str, authors: list[str], first: int, per_author: int) -> None:
+    items = [{"source": "x", "kind": "post", "external_id": f"shared-{author}-{n}", "occurred_at": "2026-11-20T09:30:00Z",
+              "author": {"identifiers": [{"type": "x", "value": author}]}, "text": f"post {n} about my order"}
+             for author in authors for n in range(first, first + per_author)]
+    response = httpx.post(f"{srv.base}/ingest/v1/interactions", json=items,
+                          headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert response.status_code == 202 and not response.json()["rejected"], response.text
+
+
+def _attributed_per_author(srv: Server, key: str, authors: list[str], expected: int) -> dict[str, int]:
+    """Each author's count of attributed interactions, once every author has ``expected`` (or 30 s)."""
+    deadline = time.monotonic() + 30
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        for author in authors:
+            found = srv.get(f"/identity/v1/customers?identifier=x:{author}", key=key).json()["items"]
+            counts[author] = -1 if len(found) != 1 else len(srv.get(
+                f"/identity/v1/customers/{found[0]['id']}/timeline?types=identity.interaction.attributed&limit=100",
+                key=key).json()["items"])
+        if all(c == expected for c in counts.values()):
+            break
+        time.sleep(0.3)
+    return counts
+
+
+def test_a_second_consumer_process_shares_the_partitions_and_its_kill_loses_nothing(tmp_path):
+    """`socialzone work identity --consumers-only` beside the all-in-one: one more member of
+    identity's consumer groups (on the same SQLite file and local bus). The groups deal it
+    partitions; killed, its partitions go back to the other member and nothing is lost."""
+    authors = [f"77{n:02d}" for n in range(12)]
+    with all_in_one(tmp_path, SOCIALZONE_LOCAL_BUS__SESSION_TIMEOUT_S="3") as (srv, key, env):
+        srv.wait_ready()
+        with server(["work", "identity", "--consumers-only"], env, tmp_path / "extra") as extra:
+            bus_file = Path(env["SOCIALZONE_DATA_DIR"]) / "bus.db"
+            deadline = time.monotonic() + READY_WITHIN_S
+            while "group identity-resolution: member" not in extra.stderr and time.monotonic() < deadline:
+                assert extra.proc.poll() is None, extra.output()
+                time.sleep(0.2)
+            assert _members(bus_file, "identity-resolution") == 2
+            share = re.search(r"group identity-resolution: member \S+ \(of 2\) has zone\.interactions\.raw \[([\d, ]+)\]",
+                              extra.stderr)
+            assert share and len(share.group(1).split(",")) == 6, extra.output()  # half of the 12
+
+            _post_posts(srv, key, authors, 0, 4)
+            assert set(_attributed_per_author(srv, key, authors, 4).values()) == {4}
+            extra.kill()  # kill -9: its partitions go back once its session times out
+            _post_posts(srv, key, authors, 4, 4)
+            assert set(_attributed_per_author(srv, key, authors, 8).values()) == {8}, srv.output()
+        assert _members(bus_file, "identity-resolution") == 1
+        # published once each: the relay ran in one process only (two would each publish what is pending)
+        deadline = time.monotonic() + 15
+        while _published(bus_file, "zone.interactions") < 96 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert _published(bus_file, "zone.interactions") == 96
+
+
+def _published(bus_file: Path, topic: str) -> int:
+    with sqlite3.connect(f"file:{bus_file}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT count(*) FROM log WHERE topic = ?", (topic,)).fetchone()[0]

@@ -122,19 +122,21 @@ async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
 
 # --- the child's side -------------------------------------------------------------------------------
 
-def work(spec, settings: ServiceSettings) -> None:
+def work(spec, settings: ServiceSettings, *, consumers_only: bool = False) -> None:
     """Run ``spec``'s consumers, relay and background loops until SIGTERM/SIGINT (or until the
-    main process that started it is gone)."""
+    main process that started it is gone). ``consumers_only``: only the consumers, as one more
+    member of each group (the groups deal their partitions over every live member); the
+    relay and the background loops run once, in the service's other process."""
     from socialzone_common import telemetry
     from socialzone_common.service import tune_gc
 
     telemetry.configure(service_name=f"socialzone-{spec.name}-work", otlp_endpoint=settings.otel_exporter_otlp_endpoint,
                         log_level=settings.log_level, log_json=settings.log_json)
     tune_gc()
-    asyncio.run(_work(spec, settings))
+    asyncio.run(_work(spec, settings, consumers_only))
 
 
-async def _work(spec, settings: ServiceSettings) -> None:
+async def _work(spec, settings: ServiceSettings, consumers_only: bool) -> None:
     from socialzone_common.bus import create_bus, ensure_catalog_topics
     from socialzone_common.service import ServiceRuntime
     from socialzone_common.settings import load_settings
@@ -152,13 +154,16 @@ async def _work(spec, settings: ServiceSettings) -> None:
     await bus.start()
     await ensure_catalog_topics(bus, settings)
     runtime = ServiceRuntime(spec, bus, load_settings(spec.settings_class, **settings.model_dump()))
-    path = report_path(settings.data_dir, spec.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # the report is what `socialzone run` reads of its child: one more member writes none
+    path = None if consumers_only else report_path(settings.data_dir, spec.name)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        await runtime.start(relay=True, consumers=True)
+        await runtime.start(relay=not consumers_only, consumers=True, background=not consumers_only)
         gc.freeze()
         while not stop.is_set():
-            _write_report(path, runtime)
+            if path is not None:
+                _write_report(path, runtime)
             if parent is not None and os.getppid() != parent:
                 log.warning("%s: the main process %d is gone; stopping", spec.name, parent)
                 break
@@ -166,7 +171,8 @@ async def _work(spec, settings: ServiceSettings) -> None:
     finally:
         await runtime.stop()
         await bus.close()
-        path.unlink(missing_ok=True)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _write_report(path: Path, runtime) -> None:

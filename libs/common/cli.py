@@ -74,13 +74,16 @@ def serve(service: str,
 
 
 @app.command()
-def work(service: str) -> None:
+def work(service: str,
+         consumers_only: Annotated[bool, typer.Option(
+             "--consumers-only", help="Only the consumers: one more member of each consumer group, beside the "
+                                      "process that runs the relay and background loops.")] = False) -> None:
     """One service's consumers, relay and background loops, without HTTP (what `run` starts for
     each service of SOCIALZONE_CONSUMER_PROCESSES)."""
     from socialzone_common.children import work as run_work
     from socialzone_common.settings import load_settings
 
-    run_work(_services([service])[0], load_settings())
+    run_work(_services([service])[0], load_settings(), consumers_only=consumers_only)
 
 
 @app.command()

@@ -114,16 +114,21 @@ class ServiceRuntime:
     def migrate(self) -> None:
         db.run_migrations(self.engine, self.spec.migrations)
 
-    async def start(self, *, relay: bool | None = None, consumers: bool | None = None) -> None:
+    async def start(self, *, relay: bool | None = None, consumers: bool | None = None,
+                    background: bool | None = None) -> None:
+        """Start the warm-up, the relay, the consumers and the background loops (these two with
+        the consumers unless ``background`` says otherwise); None: as the settings say."""
         if self.settings.migrate_on_start:
             await asyncio.to_thread(self.migrate)
         if self.spec.warm_up is not None:
             self._tasks.append(asyncio.create_task(self._warm_up(), name=f"{self.spec.name}-warm-up"))
         if self.settings.run_relay if relay is None else relay:
             self._spawn(f"{self.spec.name}-relay", self.relay.run)
-        if self.settings.run_consumers if consumers is None else consumers:
+        consumers = self.settings.run_consumers if consumers is None else consumers
+        if consumers:
             for worker in self.workers:
                 self._spawn(f"{worker.spec.group}-consumer", worker.run)
+        if consumers if background is None else background:
             for task in self.spec.background:
                 self._spawn(f"{self.spec.name}-{task.__name__}", lambda stop, t=task: t(self, stop))
 

@@ -440,6 +440,9 @@ class LocalConsumer(Consumer):
                 else:
                     positions[(t, p)] = 0
         self._assigned, self._positions = mine, {tp: positions[tp] for tp in mine}
+        log.info("group %s: member %s (of %d) has %s", self.group, self.member, len(members),
+                 "; ".join(f"{t} [{', '.join(str(p) for tt, p in mine if tt == t)}]" for t in sorted({t for t, _ in mine}))
+                 or "no partitions")
 
     @property
     def assignment(self) -> list[tuple[str, int]]:
