@@ -255,3 +255,31 @@ def test_a_batch_claims_only_what_its_group_has_not_handled_each_event_once_in_o
     handled_before = set(e.id for e in events[:300:3])
     expected = [e for e in events if e.id not in handled_before] + other_source
     assert fresh == expected
+
+
+def test_the_backlog_over_a_limit_is_counted_only_when_the_pending_ids_span_more_than_the_limit(sessions):
+    """Back-pressure asks on every ingest request whether more than the limit wait; the answer
+    comes from the lowest and highest pending id, and only a wider span is counted."""
+    from sqlalchemy import event
+
+    from socialzone_common.outbox import backlog_over
+
+    for seq in range(6):
+        with sessions() as session:
+            enqueue(session, envelope(seq), topic=TOPIC)
+            session.commit()
+    statements: list[str] = []
+    with sessions() as session:
+        event.listen(session.connection(), "before_cursor_execute",
+                     lambda conn, cursor, statement, *rest: statements.append(statement.lower()))
+        assert backlog_over(session, 6) is None  # ids 1..6: at most 6
+        assert not any("count(" in s for s in statements), statements
+        assert backlog_over(session, 5) == 6
+        assert any("count(" in s for s in statements)
+        ids = session.execute(text("SELECT id FROM outbox ORDER BY id")).scalars().all()
+        session.execute(text("UPDATE outbox SET published_at = created_at WHERE id IN (:a, :b)"),
+                        {"a": ids[2], "b": ids[3]})  # published out of order: a hole in the span
+        assert backlog_over(session, 4) is None  # the span is 6 wide, 4 wait
+        assert backlog_over(session, 3) == 4
+        session.execute(text("UPDATE outbox SET published_at = created_at"))
+        assert backlog_over(session, 0) is None  # nothing waits

@@ -144,7 +144,10 @@ class ProcessTurn:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def __del__(self) -> None:  # the engine (and the connection class holding this) is gone
-        os.close(self._fd)
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
 
 
 def _process_turn(path: str) -> ProcessTurn | None:

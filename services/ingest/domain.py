@@ -80,8 +80,8 @@ def ensure_capacity(session: Session, *, limit: int, retry_after_s: int) -> None
     Refusing at the door is how nothing accepted is ever dropped: what was accepted is
     in the outbox already, and the relay works the backlog down.
     """
-    pending = outbox.backlog(session)
-    if pending > limit:
+    pending = outbox.backlog_over(session, limit)
+    if pending is not None:
         raise TooManyRequests(
             f"{pending} events are waiting to be published (limit {limit}); retry later",
             headers={"Retry-After": str(retry_after_s)}, outbox_backlog=pending)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from socialzone_common.db import transaction
 from socialzone_common.envelope import now_utc
 from socialzone_common.errors import Conflict
-from socialzone_common.outbox import backlog
+from socialzone_common.outbox import backlog_over
 from socialzone_common.service import ServiceRuntime
 
 from socialzone_ingest import domain
@@ -178,7 +178,7 @@ def _due(runtime: ServiceRuntime, now: datetime) -> list[str]:
 
 def _over_limit(runtime: ServiceRuntime, settings: IngestSettings) -> bool:
     with runtime.sessions() as session:
-        return backlog(session) > settings.ingest_backlog_limit
+        return backlog_over(session, settings.ingest_backlog_limit) is not None
 
 
 async def feed_poller(runtime: ServiceRuntime, stop: asyncio.Event) -> None:

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Column, ForeignKey, String, Text, UniqueConstraint
 from sqlmodel import Field as Col
 
@@ -202,6 +202,17 @@ class TransactionIn(_Strict):
 _LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
+def _bcp47(value: str) -> str:
+    if not _LANG.match(value):
+        raise ValueError("not a BCP 47 language tag (e.g. en, pt-BR)")
+    return value
+
+
+LanguageTag = Annotated[str, Field(max_length=35), AfterValidator(_bcp47)]
+"""A declared language. The check sits on the text, so that a missing language (most items)
+costs no call into Python: a validator of the whole field runs for ``None`` too."""
+
+
 class InteractionIn(_Strict):
     """One interaction in the canonical form ``POST /v1/interactions`` takes."""
 
@@ -214,19 +225,12 @@ class InteractionIn(_Strict):
     occurred_at: AwareDatetime
     author: AuthorIn
     text: str | None = Field(default=None, max_length=100_000)
-    language: str | None = Field(default=None, max_length=35)
+    language: LanguageTag | None = None
     conversation_id: str | None = Field(default=None, max_length=512)
     in_reply_to: str | None = Field(default=None, max_length=512)
     metrics: dict[str, Count] = Field(default_factory=dict, max_length=50)
     """Engagement counts, e.g. likes, reposts, replies, views (a Reddit score may be negative)."""
     transaction: TransactionIn | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _bcp47(cls, value: str | None) -> str | None:
-        if value is not None and not _LANG.match(value):
-            raise ValueError("not a BCP 47 language tag (e.g. en, pt-BR)")
-        return value
 
     @field_validator("external_id", "conversation_id", "in_reply_to", mode="before")
     @classmethod
@@ -284,12 +288,7 @@ class InteractionPublic(BaseModel):
 
 class EnrichIn(_Strict):
     text: str = Field(max_length=100_000)
-    language: str | None = Field(default=None, max_length=35)
-
-    @field_validator("language")
-    @classmethod
-    def _bcp47(cls, value: str | None) -> str | None:
-        return InteractionIn._bcp47(value)  # the same rule as a recorded interaction's
+    language: LanguageTag | None = None
 
 
 class EnrichOut(BaseModel):

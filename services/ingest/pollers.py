@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from socialzone_common.db import transaction
 from socialzone_common.envelope import now_utc
-from socialzone_common.outbox import backlog
+from socialzone_common.outbox import backlog_over
 from socialzone_common.service import ServiceRuntime
 
 from socialzone_ingest import domain
@@ -142,7 +142,7 @@ async def poll_mastodon(runtime: ServiceRuntime, *, client: httpx.AsyncClient | 
 
 def _over_limit(runtime: ServiceRuntime, settings: IngestSettings) -> bool:
     with runtime.sessions() as session:
-        return backlog(session) > settings.ingest_backlog_limit
+        return backlog_over(session, settings.ingest_backlog_limit) is not None
 
 
 async def mastodon_poller(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
