@@ -394,3 +394,44 @@ def test_writers_in_two_processes_take_turns_and_a_killed_holder_gives_the_turn_
     with sessions() as session:  # the killed holder's insert is gone, the waiting one landed
         assert [r[0] for r in session.execute(text("SELECT x FROM t"))] == [2]
     engine.dispose()
+
+
+_HOG_THE_TURN = """
+import sys, time
+from pathlib import Path
+from socialzone_common import db
+turn, stop = db.ProcessTurn(sys.argv[1]), Path(sys.argv[2])
+print("hogging", flush=True)
+while not stop.exists():
+    assert turn.acquire(time.monotonic() + 30)
+    time.sleep(0.03)  # a batch's transaction
+    turn.release()  # and at once the next one asks again
+"""
+
+
+def test_a_process_that_asks_for_the_turn_again_at_once_does_not_keep_it_from_another_process(tmp_path):
+    """A consumer in another process commits batch after batch: another process still gets
+    the turn after about one of its batches. It waits holding the queue, so the consumer
+    cannot take the turn back before the waiter's next look (without the queue, this waiter
+    saw it free in none of 2 s of polls)."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "svc.db")
+    stop = tmp_path / "stop"
+    hog = subprocess.Popen([sys.executable, "-c", _HOG_THE_TURN, path, str(stop)], stdout=subprocess.PIPE, text=True)
+    turn = db.ProcessTurn(path)
+    waits = []
+    try:
+        assert hog.stdout.readline().strip() == "hogging"
+        time.sleep(0.2)
+        for _ in range(10):
+            started = time.monotonic()
+            assert turn.acquire(started + 2.0), f"no turn within 2 s after {len(waits)} turns"
+            waits.append(time.monotonic() - started)
+            turn.release()
+            time.sleep(0.01)
+    finally:
+        stop.touch()
+        hog.wait(timeout=30)
+    assert max(waits) < 0.5, [round(w, 3) for w in waits]
