@@ -177,14 +177,12 @@ def _writer_turns(lock: FairLock, turn: ProcessTurn | None = None) -> type[sqlit
     "mark published" waited most of a second behind consumers' transactions (measured:
     up to 840 ms for 500 rows), and a writer that polls can miss its turn again and again.
     Inside one process this lock hands the turn over at once instead, in the order it was
-    asked for (:class:`FairLock`), and among processes through ``turn`` (:class:`ProcessTurn`),
-    taken after it: a connection takes
-    it before its transaction's first write (or at :func:`begin_writing`) and gives it back
-    when the transaction ends (commit, rollback or close). Readers never take it (WAL).
-    Only statements through a
-    cursor take it (SQLAlchemy's way): ``Connection.execute``/``executescript`` of the raw
-    sqlite3 connection bypass the overrides (CPython calls its own cursor), so nothing here
-    uses them to write."""
+    asked for (:class:`FairLock`), and among processes ``turn`` (:class:`ProcessTurn`), taken
+    after it, does. A connection takes the turn before its transaction's first write (or at
+    :func:`begin_writing`) and gives it back when the transaction ends (commit, rollback or
+    close). Readers never take it (WAL). Only statements through a cursor take it
+    (SQLAlchemy's way): ``Connection.execute``/``executescript`` of the raw sqlite3 connection
+    bypass the overrides (CPython calls its own cursor), so nothing here uses them to write."""
 
     class Cursor(sqlite3.Cursor):
         def execute(self, sql, parameters=()):

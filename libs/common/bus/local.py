@@ -72,10 +72,10 @@ _BUSY_TIMEOUT_S = 30
 
 class _WriterTurn:
     """The log's writer turn: this process's threads one at a time, in the order they asked
-    (``db.FairLock``), then the other
-    processes that share the file (the all-in-one's consumer children, the members of a group
-    in several processes) through ``db.ProcessTurn``, which changes hands within about a
-    millisecond where SQLite's busy handler sleeps up to 100 ms between tries."""
+    (``db.FairLock``), then the other processes that share the file (the all-in-one's
+    consumer children, the members of a group in several processes) through
+    ``db.ProcessTurn``, which changes hands within a fraction of a millisecond where SQLite's
+    busy handler sleeps up to 100 ms between tries."""
 
     def __init__(self, path: Path) -> None:
         self._threads = FairLock()
