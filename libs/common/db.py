@@ -165,20 +165,46 @@ def _flock(fd: int, deadline: float) -> bool:
             pause = min(pause * 2, 0.00025)
 
 
-def _process_turn(path: str) -> ProcessTurn | None:
-    return ProcessTurn(path) if path and path != ":memory:" else None
+class WriterTurn:
+    """One SQLite file's writer turn: this process's threads in the order they asked
+    (:class:`FairLock`, counted for metrics under ``name``), then the other processes that
+    share the file (:class:`ProcessTurn`; none for an in-memory database). A context manager,
+    or ``acquire``/``release``; a turn not had within 30 s raises ``sqlite3.OperationalError``."""
+
+    def __init__(self, path: str, name: str | None = None) -> None:
+        self._threads = FairLock(name)
+        self._processes = ProcessTurn(path) if path and path != ":memory:" else None
+
+    def acquire(self) -> None:
+        timeout = _BUSY_TIMEOUT_S
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            raise sqlite3.OperationalError(f"database is locked: no turn to write in {timeout} s")
+        if self._processes is not None and not self._processes.acquire(deadline):
+            self._threads.release()
+            raise sqlite3.OperationalError(f"database is locked by another process: no turn to write in {timeout} s")
+
+    def release(self) -> None:
+        if self._processes is not None:
+            self._processes.release()
+        self._threads.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
-def _writer_turns(lock: FairLock, turn: ProcessTurn | None = None) -> type[sqlite3.Connection]:
-    """SQLite connections of one database that take turns at writing through ``lock``.
+def _writer_turns(turn: WriterTurn) -> type[sqlite3.Connection]:
+    """SQLite connections of one database that take turns at writing through ``turn``.
 
     SQLite has one writer per file. A connection that finds another one writing waits in
     SQLite's busy handler, which polls with sleeps of up to 100 ms: under load the relay's
     "mark published" waited most of a second behind consumers' transactions (measured:
     up to 840 ms for 500 rows), and a writer that polls can miss its turn again and again.
-    Inside one process this lock hands the turn over at once instead, in the order it was
-    asked for (:class:`FairLock`), and among processes ``turn`` (:class:`ProcessTurn`), taken
-    after it, does. A connection takes the turn before its transaction's first write (or at
+    :class:`WriterTurn` hands the turn over at once instead, in the order it was asked for,
+    and among processes within a fraction of a millisecond. A connection takes the turn before its transaction's first write (or at
     :func:`begin_writing`) and gives it back when the transaction ends (commit, rollback or
     close). Readers never take it (WAL). Only statements through a cursor take it
     (SQLAlchemy's way): ``Connection.execute``/``executescript`` of the raw sqlite3 connection
@@ -202,16 +228,7 @@ def _writer_turns(lock: FairLock, turn: ProcessTurn | None = None) -> type[sqlit
         def _before(self, sql: str) -> None:
             if self._writing or not sql.lstrip()[:7].upper().startswith(_WRITES):
                 return
-            self._take_turn()
-
-        def _take_turn(self) -> None:
-            deadline = time.monotonic() + _BUSY_TIMEOUT_S
-            if not lock.acquire(timeout=_BUSY_TIMEOUT_S):
-                raise sqlite3.OperationalError(f"database is locked: no turn to write in {_BUSY_TIMEOUT_S} s")
-            if turn is not None and not turn.acquire(deadline):
-                lock.release()
-                raise sqlite3.OperationalError(
-                    f"database is locked by another process: no turn to write in {_BUSY_TIMEOUT_S} s")
+            turn.acquire()
             self._writing = True
 
         def begin_writing(self) -> None:
@@ -222,7 +239,8 @@ def _writer_turns(lock: FairLock, turn: ProcessTurn | None = None) -> type[sqlit
             if self.in_transaction:
                 return  # begun by a write, which took the turn
             if not self._writing:
-                self._take_turn()
+                turn.acquire()
+                self._writing = True
             try:
                 sqlite3.Cursor(self).execute("BEGIN IMMEDIATE")  # the plain cursor: the turn is taken
             except BaseException:
@@ -232,9 +250,7 @@ def _writer_turns(lock: FairLock, turn: ProcessTurn | None = None) -> type[sqlit
         def _done(self) -> None:
             if self._writing:
                 self._writing = False
-                if turn is not None:
-                    turn.release()
-                lock.release()
+                turn.release()
 
         # Every way a transaction ends gives the turn back, even when ending it fails.
         def commit(self) -> None:
@@ -464,8 +480,7 @@ def create_db_engine(url: str, *, schema: str | None = None, sqlite_synchronous:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": _BUSY_TIMEOUT_S,
                                                   "cached_statements": SQLITE_CACHED_STATEMENTS,
-                                                  "factory": _writer_turns(FairLock(Path(path).name or "memory"),
-                                                                         _process_turn(path))},
+                                                  "factory": _writer_turns(WriterTurn(path, Path(path).name or "memory"))},
                                **_JSON)
 
         @event.listens_for(engine, "connect")

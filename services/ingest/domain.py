@@ -87,6 +87,13 @@ def ensure_capacity(session: Session, *, limit: int, retry_after_s: int) -> None
             headers={"Retry-After": str(retry_after_s)}, outbox_backlog=pending)
 
 
+def backlog_full(sessions, limit: int) -> bool:
+    """Whether more than ``limit`` events wait in the outbox: the pollers (feeds, Mastodon)
+    wait while it holds, as the API answers 429."""
+    with sessions() as session:
+        return outbox.backlog_over(session, limit) is not None
+
+
 # --- recording ---------------------------------------------------------------------------------
 
 @dataclass

@@ -21,7 +21,6 @@ from sqlmodel import Session, col, select
 from socialzone_common.db import transaction
 from socialzone_common.envelope import now_utc
 from socialzone_common.errors import Conflict
-from socialzone_common.outbox import backlog_over
 from socialzone_common.service import ServiceRuntime
 
 from socialzone_ingest import domain
@@ -176,17 +175,12 @@ def _due(runtime: ServiceRuntime, now: datetime) -> list[str]:
                                  .order_by(col(Feed.next_poll_at)).limit(50)).all())
 
 
-def _over_limit(runtime: ServiceRuntime, settings: IngestSettings) -> bool:
-    with runtime.sessions() as session:
-        return backlog_over(session, settings.ingest_backlog_limit) is not None
-
-
 async def feed_poller(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
     """Background task: fetch every feed that is due, one at a time, until stopped."""
     settings: IngestSettings = runtime.settings  # type: ignore[assignment]
     async with httpx.AsyncClient(timeout=settings.connector_timeout_s, follow_redirects=True) as client:
         while not stop.is_set():
-            if not await asyncio.to_thread(_over_limit, runtime, settings):
+            if not await asyncio.to_thread(domain.backlog_full, runtime.sessions, settings.ingest_backlog_limit):
                 for feed_id in await asyncio.to_thread(_due, runtime, now_utc()):
                     if stop.is_set():
                         break

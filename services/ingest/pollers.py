@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from socialzone_common.db import transaction
 from socialzone_common.envelope import now_utc
-from socialzone_common.outbox import backlog_over
 from socialzone_common.service import ServiceRuntime
 
 from socialzone_ingest import domain
@@ -140,18 +139,13 @@ async def poll_mastodon(runtime: ServiceRuntime, *, client: httpx.AsyncClient | 
             await client.aclose()
 
 
-def _over_limit(runtime: ServiceRuntime, settings: IngestSettings) -> bool:
-    with runtime.sessions() as session:
-        return backlog_over(session, settings.ingest_backlog_limit) is not None
-
-
 async def mastodon_poller(runtime: ServiceRuntime, stop: asyncio.Event) -> None:
     """Background task: poll the configured streams every interval, until stopped."""
     settings: IngestSettings = runtime.settings  # type: ignore[assignment]
     if not settings.mastodon_base_url or not streams(settings):
         return
     while not stop.is_set():
-        if not await asyncio.to_thread(_over_limit, runtime, settings):
+        if not await asyncio.to_thread(domain.backlog_full, runtime.sessions, settings.ingest_backlog_limit):
             await poll_mastodon(runtime)
         try:
             await asyncio.wait_for(stop.wait(), settings.mastodon_poll_interval_s)

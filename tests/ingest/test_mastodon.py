@@ -152,6 +152,27 @@ async def test_the_background_poller_reads_hashtags_and_accounts_and_keeps_its_p
     assert any("/accounts/77/statuses" in r for r in instance.requests)
 
 
+async def test_the_background_poller_waits_while_the_outbox_is_over_its_limit(ingest_settings):
+    """Back-pressure for pollers: nothing is fetched while more events wait than the limit,
+    and polling goes on once the relay has published them."""
+    import asyncio
+
+    instance = FakeInstance()
+    instance.tag = [status(n) for n in range(3)]
+    with http_server(instance.app) as base:
+        configured = ingest_settings.model_copy(update={
+            "mastodon_base_url": base, "mastodon_hashtags": ["acme"], "mastodon_poll_interval_s": 0.1,
+            "ingest_backlog_limit": 2, "run_relay": False})
+        async with serving(configured) as client:
+            await wait_for(lambda: len(stored(client)) == 3)  # one poll: 3 waiting, over the limit
+            instance.tag.append(status(7))
+            asked = len(instance.requests)
+            await asyncio.sleep(1.0)  # ten intervals
+            assert len(instance.requests) == asked and len(stored(client)) == 3
+            await client.runtime.relay.publish_pending()
+            await wait_for(lambda: len(stored(client)) == 4)
+
+
 async def test_an_unreachable_instance_is_reported_and_retried_without_losing_the_place(ingest_settings):
     configured = ingest_settings.model_copy(update={"mastodon_base_url": "http://127.0.0.1:9", "run_consumers": False,
                                                     "mastodon_hashtags": ["acme"], "connector_timeout_s": 1})

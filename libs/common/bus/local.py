@@ -10,7 +10,7 @@ What it keeps, like a small Kafka:
 
 A message is acknowledged when its transaction has committed (WAL, fsync per
 batch when ``synchronous=FULL``), so ``kill -9`` loses nothing acknowledged.
-Several processes may share the file; they take turns at writing (``_WriterTurn``).
+Several processes may share the file; they take turns at writing (``db.WriterTurn``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from socialzone_common.bus import (
     TYPE_HEADER, Bus, Consumer, OutgoingMessage, RawMessage, Record, StartFrom, StructuredMessage, decoded,
 )
 from socialzone_common.catalog import topic_partitions
-from socialzone_common.db import SQLITE_CACHED_STATEMENTS, FairLock, ProcessTurn, multirow_statements
+from socialzone_common.db import SQLITE_CACHED_STATEMENTS, WriterTurn, multirow_statements
 from socialzone_common.envelope import Headers, from_structured, to_structured
 from socialzone_common.settings import LocalBusSettings
 
@@ -67,31 +67,6 @@ def _structured_record(headers: Headers, value: bytes | None):
     return from_structured(value or b"")
 
 
-_BUSY_TIMEOUT_S = 30
-
-
-class _WriterTurn:
-    """The log's writer turn: this process's threads one at a time, in the order they asked
-    (``db.FairLock``), then the other processes that share the file (the all-in-one's
-    consumer children, the members of a group in several processes) through
-    ``db.ProcessTurn``, which changes hands within a fraction of a millisecond where SQLite's
-    busy handler sleeps up to 100 ms between tries."""
-
-    def __init__(self, path: Path) -> None:
-        self._threads = FairLock()
-        self._processes = ProcessTurn(str(path))
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        if not self._processes.acquire(time.monotonic() + _BUSY_TIMEOUT_S):
-            self._threads.release()
-            raise sqlite3.OperationalError(f"the local bus is locked by another process: no turn in {_BUSY_TIMEOUT_S} s")
-
-    def __exit__(self, *exc_info) -> None:
-        self._processes.release()
-        self._threads.release()
-
-
 class _Log:
     """The SQLite file, used from worker threads through one connection and a lock."""
 
@@ -100,7 +75,10 @@ class _Log:
         self.path = path
         # Two connections: in WAL mode a reader does not wait for the writer, so
         # consumers read while producers append (sqlite3 releases the GIL meanwhile).
-        self._lock = _WriterTurn(path)
+        # the file's writer turn, among this process's threads and the other processes that
+        # share the file (the all-in-one's consumer children, a group's members in several
+        # processes): handed over at once, where SQLite's busy handler sleeps up to 100 ms
+        self._lock = WriterTurn(str(path))
         self.synchronous = synchronous
         self._db = self._connect(path, synchronous)
         self._db.executescript(_SCHEMA)
@@ -110,7 +88,7 @@ class _Log:
 
     @staticmethod
     def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=_BUSY_TIMEOUT_S,
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30,
                              cached_statements=SQLITE_CACHED_STATEMENTS)
         # Events are ~1 KiB: bigger pages fit more per page (measured: +30% appends).
         # Only takes effect when the file is created.
@@ -396,6 +374,14 @@ class LocalBus(Bus):
             await asyncio.sleep(60)
 
 
+def _described(assignment: list[tuple[str, int]]) -> str:
+    """``zone.care [0, 2]; zone.sales [1]`` (what a member's log line says it has)."""
+    by_topic: dict[str, list[str]] = {}
+    for topic, partition in assignment:
+        by_topic.setdefault(topic, []).append(str(partition))
+    return "; ".join(f"{topic} [{', '.join(parts)}]" for topic, parts in sorted(by_topic.items())) or "no partitions"
+
+
 def _encode_headers(headers: Headers) -> bytes | None:
     # latin-1 maps every byte to one code point, so arbitrary header bytes survive JSON.
     return orjson.dumps([[k, v.decode("latin-1")] for k, v in headers]) if headers else None
@@ -465,9 +451,7 @@ class LocalConsumer(Consumer):
                 else:
                     positions[(t, p)] = 0
         self._assigned, self._positions = mine, {tp: positions[tp] for tp in mine}
-        log.info("group %s: member %s (of %d) has %s", self.group, self.member, len(members),
-                 "; ".join(f"{t} [{', '.join(str(p) for tt, p in mine if tt == t)}]" for t in sorted({t for t, _ in mine}))
-                 or "no partitions")
+        log.info("group %s: member %s (of %d) has %s", self.group, self.member, len(members), _described(mine))
 
     @property
     def assignment(self) -> list[tuple[str, int]]:
