@@ -303,7 +303,7 @@ async def test_a_batch_is_prepared_outside_the_writer_turn_and_the_handler_gets_
     other_writer_waited: list[bool] = []
     handled: list[int] = []
 
-    def prepare(envelopes):
+    def prepare(session, envelopes):
         other = threading.Thread(target=_write_one, args=(sessions,))
         other.start()
         other.join(timeout=2)
@@ -336,7 +336,7 @@ async def test_a_batch_whose_preparation_fails_is_handled_one_event_at_a_time(tm
     await _counted_events(bus, 20)
     one_by_one: list[int] = []
 
-    def prepare(envelopes):
+    def prepare(session, envelopes):
         raise ValueError("cannot prepare")
 
     worker = ConsumerWorker(bus=bus, sessions=db.session_factory(engine), settings=ConsumerSettings(batch_size=10),

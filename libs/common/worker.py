@@ -52,12 +52,14 @@ class ConsumerSpec:
     """Optional: handle a polled batch in ONE transaction (one inbox row per event). If it
     raises, the batch is rolled back and handled one event per transaction with ``handler``
     (retries, then the DLQ), so a poison message cannot take its neighbours with it."""
-    batch_prepare: Callable[[list[Envelope]], Any] | None = None
-    """Optional, with ``batch_handler``: the work on a batch that reads no database (decoding,
-    validating, normalizing), done before the batch's transaction takes the writer turn, so
-    that another process of the group writes meanwhile (on SQLite there is one writer). Its
-    result goes to ``batch_handler`` as a third argument; if it raises, the batch is handled
-    one event per transaction, as when ``batch_handler`` raises."""
+    batch_prepare: Callable[[Session, list[Envelope]], Any] | None = None
+    """Optional, with ``batch_handler``: ``(session, envelopes)``, the work on a batch that
+    writes nothing (decoding, validating, normalizing, reading), done before the batch's
+    transaction takes the writer turn, so that another process of the group writes meanwhile
+    (on SQLite there is one writer). What it reads may change before the handler runs: the
+    handler checks what it relies on. Its result goes to ``batch_handler`` as a third
+    argument; if it raises, the batch is handled one event per transaction, as when
+    ``batch_handler`` raises."""
 
 
 class ConsumerStopped(RuntimeError):
@@ -155,7 +157,7 @@ class ConsumerWorker:
                                          "messaging.batch.message_count": len(wanted)}) as span, \
                     self.sessions() as session:
                 try:
-                    prepared = () if self.spec.batch_prepare is None else (self.spec.batch_prepare(wanted),)
+                    prepared = () if self.spec.batch_prepare is None else (self.spec.batch_prepare(session, wanted),)
                     # A batch reads before it writes (the inbox rows go in last): on SQLite
                     # its transaction must hold the writer turn from the start, or another
                     # writer's commit between its reads and its writes is overwritten

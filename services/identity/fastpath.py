@@ -23,13 +23,23 @@ and shared by its outbox envelope and its timeline entry.
 On PostgreSQL the batch takes the advisory locks of all its identifiers (one global
 order) and row-locks the customers they belong to before reading anything, so the
 concurrency argument of the one-event path holds for the batch as a whole.
+
+On SQLite, where a database has one writer at a time, the batch is resolved ahead, before
+its transaction takes the writer turn (``prepare``, :class:`Speculation`): every read is
+kept with its rows and the writes are held back. Under the turn the reads are repeated;
+if each returns the same rows, the held-back writes are made (attribution computes them
+from those rows alone); if one does not (another process of the group changed what it
+read), the batch is resolved again under the turn. So two consumer processes resolve
+batches at the same time and take turns only at writing them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from sqlalchemy import bindparam, func, select
@@ -169,6 +179,65 @@ class Sql:
         return value if self.pg or value is None else str(value)
 
 
+class _Rows(list):
+    """Rows read by :class:`_ReadLog`, answering as a result does."""
+
+    def first(self):
+        return self[0] if self else None
+
+    def fetchall(self) -> list:
+        return self
+
+
+class _ReadLog:
+    """The connection of a speculative resolution: each read goes through and is kept with
+    the rows it returned (``reads``), to be repeated under the writer turn."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.reads: list[tuple[str, Any, Any, list]] = []
+
+    def exec_driver_sql(self, statement: str, parameters=()) -> _Rows:
+        rows = self.conn.exec_driver_sql(statement, parameters).fetchall()
+        self.reads.append(("driver", statement, parameters, rows))
+        return _Rows(rows)
+
+    def execute(self, statement, parameters) -> _Rows:
+        rows = self.conn.execute(statement, parameters).fetchall()
+        self.reads.append(("core", statement, parameters, rows))
+        return _Rows(rows)
+
+
+class Speculation:
+    """A batch resolved outside the writer turn (SQLite, :meth:`BatchResolver.prepare`): the
+    events it was computed for, its writes (not made yet), the counts, and the reads it
+    depends on. Attribution is a function of what it reads (new ids and the time aside), so
+    if every read returns the same rows under the turn, the writes are the ones resolving
+    again would make; if one does not, the batch is resolved again."""
+
+    __slots__ = ("event_ids", "batch", "reads", "counts")
+
+    def __init__(self, event_ids: list[str], batch: Batch, reads: list, counts: Counter) -> None:
+        self.event_ids, self.batch, self.reads, self.counts = event_ids, batch, reads, counts
+
+    def holds(self, conn) -> bool:
+        for how, statement, parameters, rows in self.reads:
+            result = conn.exec_driver_sql(statement, parameters) if how == "driver" else conn.execute(statement, parameters)
+            if result.fetchall() != rows:
+                return False
+        return True
+
+
+class Prepared:
+    """What ``BatchResolver.prepare`` hands to ``resolve``: each interaction parsed (by event
+    id) and, on SQLite, the speculation (None when the batch needs the one-event path)."""
+
+    __slots__ = ("parsed", "speculation")
+
+    def __init__(self, parsed: dict[str, Parsed], speculation: Speculation | None) -> None:
+        self.parsed, self.speculation = parsed, speculation
+
+
 def _platform_keys(ids: list[Normalized], keys: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
     """The record's first identifier of each platform type: what its handles are anchored to
     (as ``resolution.platform_row`` picks it)."""
@@ -195,23 +264,55 @@ class BatchResolver:
 
     # -- the batch -------------------------------------------------------------------------
 
-    def prepare(self, envelopes: list[Envelope]) -> dict[str, Parsed]:
-        """What ``resolve`` needs of each interaction that reads no database, by event id:
-        done before the batch takes the writer turn (``ConsumerSpec.batch_prepare``), so two
-        consumer processes overlap this third of the work (bench identity)."""
-        return {e.id: self._parse(e) for e in envelopes if e.type == RECORDED}
+    def prepare(self, session: Session, envelopes: list[Envelope]) -> Prepared:
+        """The batch's work before it takes the writer turn (``ConsumerSpec.batch_prepare``),
+        so that two consumer processes overlap it: each interaction validated and normalized
+        and, on SQLite, the whole batch resolved speculatively (:meth:`_speculate`)."""
+        parsed = {e.id: self._parse(e) for e in envelopes if e.type == RECORDED}
+        speculation = None if self.sql(session).pg else self._speculate(session, envelopes, parsed)
+        return Prepared(parsed, speculation)
 
-    def resolve(self, session: Session, envelopes: list[Envelope], prepared: dict[str, Parsed] | None = None) -> None:
+    def _speculate(self, session: Session, envelopes: list[Envelope], parsed: dict[str, Parsed]) -> Speculation | None:
+        """The batch resolved outside the writer turn, its writes kept for later, with every
+        read they were computed from; None if an interaction needs the one-event path."""
+        reads = _ReadLog(session.connection())
+        batch, counts = Batch(), Counter()
+        if not self._attribute(session, reads, envelopes, parsed, batch, counts, speculating=True):
+            return None
+        return Speculation([e.id for e in envelopes], batch, reads.reads, counts)
+
+    def resolve(self, session: Session, envelopes: list[Envelope], prepared: Prepared | None = None) -> None:
         conn = session.connection()
+        speculation = prepared.speculation if prepared is not None else None
+        if speculation is not None:
+            # Under the writer turn now: if every read of the speculation returns what it
+            # returned then, resolving again would compute the same writes; make them.
+            if speculation.event_ids == [e.id for e in envelopes] and speculation.holds(conn):
+                self._flush(session, conn, speculation.batch)
+                self._tally(speculation.counts)
+                self.ctx.count("speculation_held")
+                return
+            self.ctx.count("speculation_stale")
+        counts: Counter = Counter()
+        self._attribute(session, conn, envelopes, prepared.parsed if prepared is not None else {}, Batch(), counts)
+        self._tally(counts)
+
+    def _attribute(self, session: Session, conn, envelopes: list[Envelope], prepared: dict[str, Parsed], batch: Batch,
+                   counts: Counter, *, speculating: bool = False) -> bool:
+        """Resolve ``envelopes`` into ``batch``: in memory where it can, through the one-event
+        path where it must. Speculating, nothing is locked or written, and it stops (False)
+        at the first interaction that needs the one-event path."""
         sql = self.sql(session)
         rules = self.ctx.rules
         parsed: list[tuple[Envelope, Parsed | None]] = []
         every: set[Normalized] = set()
         for envelope in envelopes:
             if envelope.type != RECORDED:
+                if speculating:
+                    return False
                 parsed.append((envelope, None))
                 continue
-            p = prepared.get(envelope.id) if prepared else None
+            p = prepared.get(envelope.id)
             if p is None:
                 p = self._parse(envelope)  # bad data: the batch fails, the event is retried alone, then DLQ
             if p.at is None:
@@ -219,27 +320,32 @@ class BatchResolver:
             parsed.append((envelope, p))
             every.update(p.ids)
         ordered = sorted(every, key=lambda n: n.key)
-        lock_identifiers(session, ordered)
-        batch = Batch()
+        if not speculating:
+            lock_identifiers(session, ordered)
         suppressed = self._suppressed(conn, ordered)
         self._prefetch(session, conn, batch, ordered)
         self.traceparent = telemetry.current_traceparent()
         self.now = now_utc()
         for envelope, p in parsed:
-            if p is None:
-                self._slow(session, batch, envelope, ())
-                continue
-            if not p.ids:
-                self.ctx.count("unidentifiable")
-                log.warning("interaction %s has no usable identifier; not attributed",
-                            envelope.data["interaction"].get("interaction_id"))
-                continue
-            if suppressed and any(rules.suppression_hash(n) in suppressed for n in p.ids):
-                self.ctx.count("suppressed")
-                continue
-            if not self._fast(session, conn, batch, envelope, p):
-                self._slow(session, batch, envelope, p.ids)
-        self._flush(session, conn, batch)
+            if p is not None:
+                if not p.ids:
+                    counts["unidentifiable"] += 1
+                    continue
+                if suppressed and any(rules.suppression_hash(n) in suppressed for n in p.ids):
+                    counts["suppressed"] += 1
+                    continue
+                if self._fast(session, conn, batch, envelope, p, counts):
+                    continue
+            if speculating:
+                return False
+            self._slow(session, batch, envelope, p.ids if p is not None else ())
+        if not speculating:
+            self._flush(session, conn, batch)
+        return True
+
+    def _tally(self, counts: Counter) -> None:
+        for what, n in counts.items():
+            self.ctx.stats[what] = self.ctx.stats.get(what, 0) + n
 
     def _parse(self, envelope: Envelope) -> Parsed:
         """Validate the event (as the one-event path does) and keep only what attribution
@@ -248,6 +354,8 @@ class BatchResolver:
         ids, problems = resolution.normalize_all(self.ctx.rules, interaction.author.identifiers)
         if problems:
             log.info("interaction %s: ignored identifiers: %s", interaction.interaction_id, "; ".join(problems))
+        if not ids:
+            log.warning("interaction %s has no usable identifier; not attributed", interaction.interaction_id)
         values, kind = observation(interaction, crm_sources=self.ctx.crm_sources)
         occurred = interaction.occurred_at
         if occurred.utcoffset():
@@ -329,7 +437,7 @@ class BatchResolver:
 
     # -- one interaction -------------------------------------------------------------------
 
-    def _fast(self, session: Session, conn, batch: Batch, envelope: Envelope, p: Parsed) -> bool:
+    def _fast(self, session: Session, conn, batch: Batch, envelope: Envelope, p: Parsed, tally: Counter) -> bool:
         """Resolve in memory; False when the interaction needs the one-event path."""
         idents = batch.idents
         ids, keys = p.ids, p.keys
@@ -437,7 +545,7 @@ class BatchResolver:
         outbox.append(self._outbox_row(ATTRIBUTED, cid, event_id, body))
         via_key = (matched_by.type, matched_by.value) if matched_by else keys[0]
         batch.timeline_rows.append((via_key, self._interaction_row(sql, cid, event_id, data, interaction, at, body)))
-        self.ctx.count("created" if created else "attributed")
+        tally["created" if created else "attributed"] += 1
         return True
 
     def _outbox_row(self, event_type: str, customer_id: str, event_id: str, body: bytes) -> tuple:

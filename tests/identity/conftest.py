@@ -42,14 +42,23 @@ class Identity:
             handle_once(self.sessions, group="identity-resolution", envelope=envelope, handler=self.handler)
 
     def ingest_batch(self, *envelopes) -> None:
-        """As the batch consumer does: one transaction, bulk inbox claims, the batch resolver."""
+        """As the batch consumer does: the batch prepared (and on SQLite speculatively resolved)
+        before its transaction takes the writer turn, then one transaction, bulk inbox claims,
+        the batch resolver."""
         from socialzone_common.inbox import claim_many
         from socialzone_identity.fastpath import BatchResolver
 
+        resolver = BatchResolver(self.ctx)
         with self.sessions() as session:
+            prepared = resolver.prepare(session, list(envelopes))
+            db.begin_writing(session)
             fresh = claim_many(session, group="identity-resolution", envelopes=list(envelopes))
-            BatchResolver(self.ctx).resolve(session, fresh)
+            resolver.resolve(session, fresh, prepared)
             session.commit()
+
+    def counts(self) -> dict[str, int]:
+        """The resolution counts (``ctx.stats``) without the batch resolver's speculation outcomes."""
+        return {k: v for k, v in self.ctx.stats.items() if not k.startswith("speculation_")}
 
     def match(self) -> int:
         from socialzone_identity.matcher import load_matcher, match_pending

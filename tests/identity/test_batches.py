@@ -110,7 +110,9 @@ def test_the_batch_resolver_and_the_one_event_path_write_the_same_customers_even
         assert got["suggestions"] == expected["suggestions"]
         assert got["events"] == expected["events"]
         assert any(t == "identity.customer.merged" for t, _s, _d in got["events"])
-        assert batched.ctx.stats == one.ctx.stats
+        assert batched.counts() == one.ctx.stats
+        if identity_settings.database_url is None:  # SQLite: batches without a merge were resolved ahead
+            assert batched.ctx.stats["speculation_held"] >= 1
     finally:
         one.engine.dispose()
         batched.engine.dispose()
