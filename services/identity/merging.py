@@ -182,6 +182,24 @@ def _consent_row(session: Session, *, customer_id: str, origin: str, purpose: st
     timeline.add_event(session, envelope, customer_id=customer_id, origin=origin)
 
 
+def _not_merged_into(session: Session, restored: Customer | None, restored_id: str, survivor_id: str) -> str:
+    """Why ``restored_id`` cannot be split off ``survivor_id``: never merged into it, or merged
+    into it through another customer (B into A, then A into C), which is split off first."""
+    chain = [restored_id]
+    current = restored
+    while current is not None and current.merged_into and current.merged_into not in chain:
+        chain.append(current.merged_into)
+        if current.merged_into == survivor_id:
+            break
+        current = session.get(Customer, current.merged_into)
+    if len(chain) < 3 or chain[-1] != survivor_id:
+        return f"{restored_id} was never merged into {survivor_id}"
+    steps = ", then ".join(f"{chain[i]} from {chain[i + 1]}" for i in range(len(chain) - 2, -1, -1))
+    through = ", which was merged into ".join(chain[1:])
+    return (f"{restored_id} was merged into {through}; it is not split off {survivor_id} directly: "
+            f"unmerge {steps}")
+
+
 def unmerge(session: Session, *, customer_id: str, restored_customer_id: str, identifiers: list[tuple[str, str]] | None,
             actor: str, reason: str | None = None) -> dict[str, Any]:
     """Split ``restored_customer_id`` off ``customer_id`` again."""
@@ -194,7 +212,7 @@ def unmerge(session: Session, *, customer_id: str, restored_customer_id: str, id
         Merge.survivor_id == survivor.id, Merge.merged_id == restored_customer_id, Merge.unmerged_at.is_(None))
         .order_by(Merge.id.desc())).scalars().first()
     if restored is None or record is None or restored.merged_into != survivor.id:
-        detail = f"{restored_customer_id} was never merged into {survivor.id}"
+        detail = _not_merged_into(session, restored, restored_customer_id, survivor.id)
         raise Unprocessable(detail, errors=[{"field": "restored_customer_id", "message": detail}])
     origins = {restored.id, *descendants(session, restored.id)}
     if identifiers is None:

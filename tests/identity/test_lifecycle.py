@@ -74,6 +74,31 @@ def test_unmerge_refuses_what_was_never_merged_and_changes_nothing(store):
     assert len(store.published()) == before
 
 
+def test_an_unmerge_through_a_later_merge_says_which_unmerge_comes_first(store):
+    """B merged into A, then A into C: B is not split off C directly, and the error names the
+    order that does it; that order then works."""
+    c, a, b = recorded(("x", "40")), recorded(("x", "41")), recorded(("x", "42"))  # oldest first
+    store.ingest(c, a, b)
+    ca, cb, cc = store.customer_of(a), store.customer_of(b), store.customer_of(c)
+    with store.sessions() as session:
+        merging.merge(session, rules=store.ctx.rules, first=ca, second=cb, rule="manual", actor="x")
+        merging.merge(session, rules=store.ctx.rules, first=cc, second=ca, rule="manual", actor="x")
+        session.commit()
+    before = len(store.published())
+    with store.sessions() as session, pytest.raises(Unprocessable) as refused:
+        merging.unmerge(session, customer_id=cc, restored_customer_id=cb, identifiers=None, actor="x")
+    assert refused.value.detail == (
+        f"{cb} was merged into {ca}, which was merged into {cc}; it is not split off {cc} directly: "
+        f"unmerge {ca} from {cc}, then {cb} from {ca}")
+    assert len(store.published()) == before
+    with store.sessions() as session:
+        merging.unmerge(session, customer_id=cc, restored_customer_id=ca, identifiers=None, actor="x")
+        merging.unmerge(session, customer_id=ca, restored_customer_id=cb, identifiers=None, actor="x")
+        session.commit()
+        owners = dict(session.execute(select(IdentifierLink.value, IdentifierLink.customer_id)).tuples().all())
+    assert owners == {"40": cc, "41": ca, "42": cb}
+
+
 def test_merge_of_a_customer_with_itself_or_an_unknown_one_is_refused(store):
     a = recorded(("x", "30"))
     store.ingest(a)
