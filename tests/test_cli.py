@@ -552,6 +552,44 @@ def test_the_children_stop_by_themselves_when_the_main_process_is_killed(tmp_pat
         assert not [pid for pid in everything if _alive(pid)], srv.output()
 
 
+def test_a_service_named_twice_gets_a_second_consumer_process_that_shares_its_groups(tmp_path):
+    """``["identity", "identity", "care"]``: attribution in two processes, each reporting its
+    members; the second runs the consumers only, and a dead one is started again."""
+    with all_in_one(tmp_path, SOCIALZONE_CONSUMER_PROCESSES='["identity", "identity", "care"]') as (srv, key, _):
+        deadline = time.monotonic() + READY_WITHIN_S
+        while time.monotonic() < deadline:
+            checks = srv.wait_ready().json()["checks"]["identity"]
+            consumers = srv.get("/identity/v1/status", key=key).json()["consumers"]
+            if checks.get("consumer_process.1") == "ok" and len({c["process"] for c in consumers}) == 2:
+                break
+            time.sleep(0.2)
+        assert checks["consumer_process"] == checks["consumer_process.1"] == "ok", srv.output()
+        assert checks["consumer:identity-resolution.1"] == "ok"
+        by_process: dict[int, set[str]] = {}
+        for consumer in consumers:
+            by_process.setdefault(consumer["process"], set()).add(consumer["group"])
+        assert len(by_process) == 2 and None not in by_process
+        assert all("identity-resolution" in groups for groups in by_process.values())
+        first, second = by_process  # the status lists the first child's consumers first
+        assert second in _descendants(srv.proc.pid) and first in _descendants(srv.proc.pid)
+
+        for author in ("4301", "4302", "4303", "4304"):
+            _post_and_wait_attributed(srv, key, author)
+        assert "one more member of its consumer groups in process" in srv.stderr, srv.output()
+
+        os.kill(second, signal.SIGKILL)  # the main process starts the extra member again
+        deadline = time.monotonic() + READY_WITHIN_S
+        while time.monotonic() < deadline:
+            pids = {c["process"] for c in srv.get("/identity/v1/status", key=key).json()["consumers"]}
+            if len(pids) == 2 and second not in pids and None not in pids:
+                break
+            time.sleep(0.2)
+        assert len(pids) == 2 and second not in pids and first in pids, srv.output()
+        _post_and_wait_attributed(srv, key, "4305")
+        code, _took = srv.interrupt()
+        assert code == 0, srv.output()
+
+
 def test_all_in_one_in_one_process_when_asked_and_unknown_services_are_refused(tmp_path):
     with all_in_one(tmp_path, SOCIALZONE_CONSUMER_PROCESSES="[]") as (srv, key, env):
         ready = srv.wait_ready()

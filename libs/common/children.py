@@ -2,9 +2,14 @@
 loops in a process of its own (``socialzone work <service>``), its HTTP API staying in the
 main process, which starts, watches and stops the child.
 
-The child writes what its consumers report (the ``/v1/status`` consumer entries) to
-``<data_dir>/run/<service>.json`` every second; the main process reads it for ``/readyz``
-and ``/v1/status``. A child that dies is started again (backoff up to 30 s): what it had
+A service named more than once in ``SOCIALZONE_CONSUMER_PROCESSES`` gets more children: the
+first runs everything above, each other one only the consumers (``--consumers-only``: one
+more member of each of the service's consumer groups, which deal their partitions over
+their members).
+
+Each child writes what its consumers report (the ``/v1/status`` consumer entries) to
+``<data_dir>/run/<service>.json`` (``<service>.<n>.json`` for the n-th extra member) every
+second; the main process reads it for ``/readyz`` and ``/v1/status``. A child that dies is started again (backoff up to 30 s): what it had
 not committed is delivered again, as after any crash. A child whose main process died
 (``kill -9``) stops by itself within a second.
 """
@@ -31,29 +36,37 @@ log = logging.getLogger(__name__)
 REPORT_EVERY_S = 1.0
 STALE_AFTER_S = 10.0  # a report older than this: the child is hung
 PARENT_ENV = "SOCIALZONE_WORK_PARENT_PID"
+REPORT_ENV = "SOCIALZONE_WORK_REPORT"
 
 
-def report_path(data_dir: Path, service: str) -> Path:
-    return data_dir / "run" / f"{service}.json"
+def report_path(data_dir: Path, service: str, member: int = 0) -> Path:
+    return data_dir / "run" / (f"{service}.json" if member == 0 else f"{service}.{member}.json")
 
 
 class Child:
-    """One service's ``socialzone work`` process, seen from the main process."""
+    """One of a service's ``socialzone work`` processes, seen from the main process: member 0
+    runs the consumers, relay and background loops; another member only the consumers."""
 
-    def __init__(self, service: str, data_dir: Path) -> None:
-        self.service = service
-        self.report_file = report_path(data_dir, service)
+    def __init__(self, service: str, data_dir: Path, member: int = 0) -> None:
+        self.service, self.member = service, member
+        self.report_file = report_path(data_dir, service, member)
         self.process: subprocess.Popen | None = None
         self.started_at = 0.0
+        # the readiness checks of member n > 0 carry its number (consumer_process.1, ...)
+        self.suffix = "" if member == 0 else f".{member}"
 
     def start(self) -> None:
         self.report_file.unlink(missing_ok=True)
         self.started_at = time.monotonic()
-        env = dict(os.environ, **{PARENT_ENV: str(os.getpid())})
+        env = dict(os.environ, **{PARENT_ENV: str(os.getpid()), REPORT_ENV: str(self.report_file)})
+        command = [sys.executable, "-m", "socialzone_common.cli", "work", self.service]
+        if self.member:
+            command.append("--consumers-only")
         # the same interpreter and environment; its log lines go where the main process's go
-        self.process = subprocess.Popen([sys.executable, "-m", "socialzone_common.cli", "work", self.service],
-                                        env=env, stdin=subprocess.DEVNULL)
-        log.info("%s: consumers, relay and background loops in process %d", self.service, self.process.pid)
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        log.info("%s: %s in process %d", self.service,
+                 "one more member of its consumer groups" if self.member else "consumers, relay and background loops",
+                 self.process.pid)
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Keep the child running until ``stop``; a child that exits is started again, after
@@ -97,18 +110,19 @@ class Child:
         return report
 
     def readiness(self) -> dict[str, str]:
+        key = "consumer_process" + self.suffix
         if self.process is not None and self.process.poll() is not None:
-            return {"consumer_process": f"exited with {self.process.returncode}; restarting"}
+            return {key: f"exited with {self.process.returncode}; restarting"}
         report = self.report()
         if report is None:
             if self.process is None:
-                return {"consumer_process": "not started"}
+                return {key: "not started"}
             starting = time.monotonic() - self.started_at < STALE_AFTER_S
-            return {"consumer_process": "starting" if starting else f"process {self.process.pid} is not reporting"}
-        checks = {"consumer_process": "ok"}
+            return {key: "starting" if starting else f"process {self.process.pid} is not reporting"}
+        checks = {key: "ok"}
         for consumer in report["consumers"]:
             reason = consumer["stopped_reason"]
-            checks[f"consumer:{consumer['group']}"] = f"stopped: {reason}" if reason else "ok"
+            checks[f"consumer:{consumer['group']}{self.suffix}"] = f"stopped: {reason}" if reason else "ok"
         return checks
 
 
@@ -154,8 +168,10 @@ async def _work(spec, settings: ServiceSettings, consumers_only: bool) -> None:
     await bus.start()
     await ensure_catalog_topics(bus, settings)
     runtime = ServiceRuntime(spec, bus, load_settings(spec.settings_class, **settings.model_dump()))
-    # the report is what `socialzone run` reads of its child: one more member writes none
-    path = None if consumers_only else report_path(settings.data_dir, spec.name)
+    # the report is what `socialzone run` reads of its child (it names the file); one more
+    # member started by hand writes none
+    path = Path(os.environ[REPORT_ENV]) if os.environ.get(REPORT_ENV) else (
+        None if consumers_only else report_path(settings.data_dir, spec.name))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     try:

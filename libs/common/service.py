@@ -103,8 +103,8 @@ class ServiceRuntime:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.warm_up_state = "ok" if spec.warm_up is None else "not started"
-        # set by the host when this service's consumers run in a child process (children.py)
-        self.child = None
+        # set by the host when this service's consumers run in child processes (children.py)
+        self.children: list = []
         self._http: httpx.AsyncClient | None = None
 
     def _after_commit(self, session) -> None:
@@ -200,8 +200,9 @@ class ServiceRuntime:
             checks["bus"] = f"unreachable: {type(exc).__name__}"
         if self.spec.warm_up is not None:
             checks["warm_up"] = self.warm_up_state
-        if self.child is not None:
-            checks.update(self.child.readiness())
+        if self.children:
+            for child in self.children:
+                checks.update(child.readiness())
             return checks
         for worker in self.workers:
             reason = worker.state.stopped_reason
@@ -219,10 +220,10 @@ class ServiceRuntime:
             pending = backlog(session)
         telemetry.OUTBOX_BACKLOG.labels(service=self.spec.name).set(pending)
         consumers, relay_failures = self.consumer_reports(), self.relay.failures
-        if self.child is not None:  # the relay and consumers run there: its report, with its process id
-            report = self.child.report() or {"pid": None, "relay_failures": 0, "consumers": []}
-            consumers = [dict(c, process=report["pid"]) for c in report["consumers"]]
-            relay_failures = report["relay_failures"]
+        if self.children:  # the relay and consumers run there: their reports, with their process ids
+            reports = [child.report() or {"pid": None, "relay_failures": 0, "consumers": []} for child in self.children]
+            consumers = [dict(c, process=report["pid"]) for report in reports for c in report["consumers"]]
+            relay_failures = reports[0]["relay_failures"]  # the first child runs the relay
         return {
             "service": self.spec.name,
             "bus": self.bus.kind,

@@ -118,7 +118,9 @@ class ServiceSettings(BaseSettings):
     # child process each (`socialzone work <service>`, restarted if it dies), their HTTP API
     # staying in the main process. Each child has an interpreter of its own: in one process
     # the interpreter lock is the limit (bench care at 1,000/s: identity's attribution and
-    # care's cases are the two largest shares). [] keeps everything in one process.
+    # care's cases are the two largest shares). [] keeps everything in one process. A service
+    # named twice gets a second child with its consumers only: one more member of each of its
+    # consumer groups (["identity", "identity", "care"]: attribution in two processes).
     consumer_processes: list[str] = Field(default_factory=lambda: ["identity", "care"])
     # Rows the relay publishes (and then marks) per pass: a pass costs a wait for the
     # database's writer turn, so a busy service drains its outbox in bigger passes

@@ -147,7 +147,8 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
                    child_processes: Sequence[str] = ()) -> FastAPI:
     """One process hosting ``specs``, each mounted at ``/<name>``, sharing one bus. The
     consumers, relay and background loops of the services in ``child_processes`` run in a
-    child process each (children.py) instead; their APIs stay here."""
+    child process each (children.py) instead, their APIs staying here; a service named
+    more than once gets as many consumer processes (the others consumers only)."""
     settings = settings or load_settings()
     telemetry.configure(service_name="socialzone" if len(specs) > 1 else f"socialzone-{specs[0].name}",
                         otlp_endpoint=settings.otel_exporter_otlp_endpoint,
@@ -160,8 +161,9 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
                                or load_settings(spec.settings_class, **settings.model_dump()))
                 for spec in specs]
     for runtime in runtimes:
-        if runtime.spec.name in child_processes:
-            runtime.child = Child(runtime.spec.name, runtime.settings.data_dir)
+        # a service named n times: n children, the first with the relay and background loops
+        runtime.children = [Child(runtime.spec.name, runtime.settings.data_dir, member)
+                            for member in range(list(child_processes).count(runtime.spec.name))]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -176,20 +178,20 @@ def build_host_app(specs: Sequence[ServiceSpec], *, settings: ServiceSettings | 
         watching: list[asyncio.Task] = []
         try:
             for runtime in runtimes:
-                if runtime.child is not None:
+                if runtime.children:
                     await runtime.start(relay=False, consumers=False)
                 else:
                     await runtime.start(relay=relay, consumers=consumers)
                 started.append(runtime)
             # after every migration ran here: a child's start finds its database at head
-            watching = [asyncio.create_task(r.child.supervise(stop_children), name=f"{r.spec.name}-child")
-                        for r in runtimes if r.child is not None]
+            watching = [asyncio.create_task(child.supervise(stop_children), name=f"{r.spec.name}-child{child.suffix}")
+                        for r in runtimes for child in r.children]
             gc.freeze()  # what start-up built lives as long as the process: stop rescanning it
             yield
         finally:
             stop_children.set()
             await asyncio.gather(*watching, return_exceptions=True)
-            await asyncio.gather(*(asyncio.to_thread(r.child.stop, 10.0) for r in runtimes if r.child is not None))
+            await asyncio.gather(*(asyncio.to_thread(child.stop, 10.0) for r in runtimes for child in r.children))
             for runtime in reversed(started):
                 await runtime.stop()
             await bus.close()
