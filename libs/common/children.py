@@ -9,9 +9,9 @@ their members).
 
 Each child writes what its consumers report (the ``/v1/status`` consumer entries) to
 ``<data_dir>/run/<service>.json`` (``<service>.<n>.json`` for the n-th extra member) every
-second; the main process reads it for ``/readyz`` and ``/v1/status``. A child that dies is started again (backoff up to 30 s): what it had
-not committed is delivered again, as after any crash. A child whose main process died
-(``kill -9``) stops by itself within a second.
+second; the main process reads it for ``/readyz`` and ``/v1/status``. A child that dies is
+started again (backoff up to 30 s): what it had not committed is delivered again, as after
+any crash. A child whose main process died (``kill -9``) stops by itself within a second.
 """
 
 from __future__ import annotations

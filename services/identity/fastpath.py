@@ -210,15 +210,15 @@ class _ReadLog:
 
 class Speculation:
     """A batch resolved outside the writer turn (SQLite, :meth:`BatchResolver.prepare`): the
-    events it was computed for, its writes (not made yet), the counts, and the reads it
+    events it was computed for, its writes (not made yet), its tally, and the reads it
     depends on. Attribution is a function of what it reads (new ids and the time aside), so
     if every read returns the same rows under the turn, the writes are the ones resolving
     again would make; if one does not, the batch is resolved again."""
 
-    __slots__ = ("event_ids", "batch", "reads", "counts")
+    __slots__ = ("event_ids", "batch", "reads", "tally")
 
-    def __init__(self, event_ids: list[str], batch: Batch, reads: list, counts: Counter) -> None:
-        self.event_ids, self.batch, self.reads, self.counts = event_ids, batch, reads, counts
+    def __init__(self, event_ids: list[str], batch: Batch, reads: list, tally: Counter) -> None:
+        self.event_ids, self.batch, self.reads, self.tally = event_ids, batch, reads, tally
 
     def holds(self, conn) -> bool:
         for how, statement, parameters, rows in self.reads:
@@ -276,10 +276,10 @@ class BatchResolver:
         """The batch resolved outside the writer turn, its writes kept for later, with every
         read they were computed from; None if an interaction needs the one-event path."""
         reads = _ReadLog(session.connection())
-        batch, counts = Batch(), Counter()
-        if not self._attribute(session, reads, envelopes, parsed, batch, counts, speculating=True):
+        batch, tally = Batch(), Counter()
+        if not self._attribute(session, reads, envelopes, parsed, batch, tally, speculating=True):
             return None
-        return Speculation([e.id for e in envelopes], batch, reads.reads, counts)
+        return Speculation([e.id for e in envelopes], batch, reads.reads, tally)
 
     def resolve(self, session: Session, envelopes: list[Envelope], prepared: Prepared | None = None) -> None:
         conn = session.connection()
@@ -289,19 +289,19 @@ class BatchResolver:
             # returned then, resolving again would compute the same writes; make them.
             if speculation.event_ids == [e.id for e in envelopes] and speculation.holds(conn):
                 self._flush(session, conn, speculation.batch)
-                self._tally(speculation.counts)
+                self._tally(speculation.tally)
                 self.ctx.count("speculation_held")
                 return
             self.ctx.count("speculation_stale")
-        counts: Counter = Counter()
-        self._attribute(session, conn, envelopes, prepared.parsed if prepared is not None else {}, Batch(), counts)
-        self._tally(counts)
+        tally: Counter = Counter()
+        self._attribute(session, conn, envelopes, prepared.parsed if prepared is not None else {}, Batch(), tally)
+        self._tally(tally)
 
     def _attribute(self, session: Session, conn, envelopes: list[Envelope], prepared: dict[str, Parsed], batch: Batch,
-                   counts: Counter, *, speculating: bool = False) -> bool:
-        """Resolve ``envelopes`` into ``batch``: in memory where it can, through the one-event
-        path where it must. Speculating, nothing is locked or written, and it stops (False)
-        at the first interaction that needs the one-event path."""
+                   tally: Counter, *, speculating: bool = False) -> bool:
+        """Resolve ``envelopes`` into ``batch`` (``tally``: what became of them): in memory where
+        it can, through the one-event path where it must. Speculating, nothing is locked or
+        written, and it stops (False) at the first interaction that needs the one-event path."""
         sql = self.sql(session)
         rules = self.ctx.rules
         parsed: list[tuple[Envelope, Parsed | None]] = []
@@ -329,12 +329,12 @@ class BatchResolver:
         for envelope, p in parsed:
             if p is not None:
                 if not p.ids:
-                    counts["unidentifiable"] += 1
+                    tally["unidentifiable"] += 1
                     continue
                 if suppressed and any(rules.suppression_hash(n) in suppressed for n in p.ids):
-                    counts["suppressed"] += 1
+                    tally["suppressed"] += 1
                     continue
-                if self._fast(session, conn, batch, envelope, p, counts):
+                if self._fast(session, conn, batch, envelope, p, tally):
                     continue
             if speculating:
                 return False
@@ -343,8 +343,8 @@ class BatchResolver:
             self._flush(session, conn, batch)
         return True
 
-    def _tally(self, counts: Counter) -> None:
-        for what, n in counts.items():
+    def _tally(self, tally: Counter) -> None:
+        for what, n in tally.items():
             self.ctx.stats[what] = self.ctx.stats.get(what, 0) + n
 
     def _parse(self, envelope: Envelope) -> Parsed:
