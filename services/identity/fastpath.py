@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import prometheus_client
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session
 
@@ -64,6 +65,13 @@ CREATED = "identity.customer.created"
 LINKED = "identity.identifier.linked"
 ATTRIBUTED = "identity.interaction.attributed"
 CHUNK = 500  # values per IN (...) list
+
+# Many "stale" batches mean the group's processes keep changing what the others read (the
+# same customers in several processes' partitions): each such batch is resolved twice.
+RESOLVED_AHEAD = prometheus_client.Counter(
+    "socialzone_identity_batches_resolved_ahead_total",
+    "Attribution batches resolved before taking the SQLite writer turn, by whether what they read "
+    "still held under it (held: written as resolved; stale: resolved again)", ["outcome"])
 
 _COUNTS = select(I.c.type, func.count().label("n")).where(I.c.customer_id == bindparam("cid")).group_by(I.c.type)
 
@@ -291,8 +299,10 @@ class BatchResolver:
                 self._flush(session, conn, speculation.batch)
                 self._tally(speculation.tally)
                 self.ctx.count("speculation_held")
+                RESOLVED_AHEAD.labels(outcome="held").inc()
                 return
             self.ctx.count("speculation_stale")
+            RESOLVED_AHEAD.labels(outcome="stale").inc()
         tally: Counter = Counter()
         self._attribute(session, conn, envelopes, prepared.parsed if prepared is not None else {}, Batch(), tally)
         self._tally(tally)

@@ -6,6 +6,7 @@ transaction, as a second consumer process does."""
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from socialzone_common import db
@@ -16,6 +17,10 @@ from socialzone_identity.models import Customer, IdentifierLink
 
 from tests.identity.conftest import Identity
 from tests.identity.factory import recorded
+
+
+def _resolved_ahead(outcome: str) -> float:
+    return REGISTRY.get_sample_value("socialzone_identity_batches_resolved_ahead_total", {"outcome": outcome}) or 0.0
 
 
 def _prepare(store: Identity, *envelopes):
@@ -42,7 +47,7 @@ def test_a_batch_resolved_ahead_goes_to_the_survivor_of_a_merge_committed_meanwh
         store.ingest(bob)
         older, newer = store.customer_of(ann), store.customer_of(bob)
         later = recorded(("x", "2"), display_name="Bob again")
-        held = store.ctx.stats.get("speculation_held", 0)
+        held, stale = store.ctx.stats.get("speculation_held", 0), _resolved_ahead("stale")
         resolver, prepared = _prepare(store, later)
         assert prepared.speculation is not None  # resolved ahead, to Bob's customer
         with store.sessions() as other:  # another writer: an agent merges Bob into Ann
@@ -52,6 +57,7 @@ def test_a_batch_resolved_ahead_goes_to_the_survivor_of_a_merge_committed_meanwh
         assert store.customer_of(later) == older
         assert store.ctx.stats.get("speculation_stale") == 1
         assert store.ctx.stats.get("speculation_held", 0) == held
+        assert _resolved_ahead("stale") == stale + 1  # operators see it in /metrics
     finally:
         store.engine.dispose()
 
@@ -78,12 +84,13 @@ def test_a_batch_nobody_changed_meanwhile_is_written_as_resolved_ahead(identity_
     try:
         store.ingest(recorded(("x", "7"), display_name="Kim"))
         events = [recorded(("x", "7"), display_name="Kim"), recorded(("x", "8"), display_name="Lee")]
-        held = store.ctx.stats.get("speculation_held", 0)
+        held, held_metric = store.ctx.stats.get("speculation_held", 0), _resolved_ahead("held")
         resolver, prepared = _prepare(store, *events)
         planned = {cust.id for cust in prepared.speculation.batch.new_customers}
         _resolve(store, resolver, prepared, *events)
         assert store.ctx.stats.get("speculation_held") == held + 1
         assert "speculation_stale" not in store.ctx.stats
+        assert _resolved_ahead("held") == held_metric + 1
         assert {store.customer_of(events[1])} == planned  # the customer created ahead is the one written
         assert store.customer_of(events[0]) != store.customer_of(events[1])
     finally:
