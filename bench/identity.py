@@ -139,7 +139,10 @@ async def _consume(folder: Path, n: int, go=None, done=None) -> dict[str, int]:
     await task
     await bus.close()
     engine.dispose()
-    result = {"handled": worker.state.handled, **ctx.stats}
+    from socialzone_identity.fastpath import resolved_ahead
+
+    result = {"handled": worker.state.handled, **ctx.stats,
+              **{f"resolved_ahead_{what}": resolved_ahead(what) for what in ("held", "stale")}}
     if done is not None:
         done.put(result)
     return result
@@ -180,7 +183,7 @@ def attribution(n: int, processes: int) -> dict[str, float]:
     else:
         figures[f"attribution_{processes}_processes_handled"] = "/".join(str(r["handled"]) for r in results)
         figures[f"attribution_{processes}_processes_batches_held_stale"] = "/".join(
-            str(sum(r.get(f"speculation_{what}", 0) for r in results)) for what in ("held", "stale"))
+            str(sum(r[f"resolved_ahead_{what}"] for r in results)) for what in ("held", "stale"))
     return figures
 
 

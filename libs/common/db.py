@@ -204,9 +204,9 @@ def _writer_turns(turn: WriterTurn) -> type[sqlite3.Connection]:
     "mark published" waited most of a second behind consumers' transactions (measured:
     up to 840 ms for 500 rows), and a writer that polls can miss its turn again and again.
     :class:`WriterTurn` hands the turn over at once instead, in the order it was asked for,
-    and among processes within a fraction of a millisecond. A connection takes the turn before its transaction's first write (or at
-    :func:`begin_writing`) and gives it back when the transaction ends (commit, rollback or
-    close). Readers never take it (WAL). Only statements through a cursor take it
+    and among processes within a fraction of a millisecond. A connection takes the turn
+    before its transaction's first write (or at :func:`begin_writing`) and gives it back when
+    the transaction ends (commit, rollback or close). Readers never take it (WAL). Only statements through a cursor take it
     (SQLAlchemy's way): ``Connection.execute``/``executescript`` of the raw sqlite3 connection
     bypass the overrides (CPython calls its own cursor), so nothing here uses them to write."""
 

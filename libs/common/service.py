@@ -125,10 +125,11 @@ class ServiceRuntime:
         if self.settings.run_relay if relay is None else relay:
             self._spawn(f"{self.spec.name}-relay", self.relay.run)
         consumers = self.settings.run_consumers if consumers is None else consumers
+        background = consumers if background is None else background
         if consumers:
             for worker in self.workers:
                 self._spawn(f"{worker.spec.group}-consumer", worker.run)
-        if consumers if background is None else background:
+        if background:
             for task in self.spec.background:
                 self._spawn(f"{self.spec.name}-{task.__name__}", lambda stop, t=task: t(self, stop))
 

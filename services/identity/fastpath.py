@@ -73,6 +73,13 @@ RESOLVED_AHEAD = prometheus_client.Counter(
     "Attribution batches resolved before taking the SQLite writer turn, by whether what they read "
     "still held under it (held: written as resolved; stale: resolved again)", ["outcome"])
 
+
+def resolved_ahead(outcome: str) -> int:
+    """This process's count of batches resolved ahead with ``outcome`` (``held``, ``stale``)."""
+    value = prometheus_client.REGISTRY.get_sample_value("socialzone_identity_batches_resolved_ahead_total",
+                                                        {"outcome": outcome})
+    return int(value or 0)
+
 _COUNTS = select(I.c.type, func.count().label("n")).where(I.c.customer_id == bindparam("cid")).group_by(I.c.type)
 
 _IDENTIFIER_COLUMNS = ("type", "value", "customer_id", "origin_customer_id", "strength", "rule", "evidence_event_id",
@@ -293,15 +300,15 @@ class BatchResolver:
         conn = session.connection()
         speculation = prepared.speculation if prepared is not None else None
         if speculation is not None:
-            # Under the writer turn now: if every read of the speculation returns what it
-            # returned then, resolving again would compute the same writes; make them.
+            # Under the writer turn (taken here if the caller has not yet): if every read of
+            # the speculation returns what it returned then, resolving again would compute
+            # the same writes; make them.
+            db.begin_writing(session)
             if speculation.event_ids == [e.id for e in envelopes] and speculation.holds(conn):
                 self._flush(session, conn, speculation.batch)
                 self._tally(speculation.tally)
-                self.ctx.count("speculation_held")
                 RESOLVED_AHEAD.labels(outcome="held").inc()
                 return
-            self.ctx.count("speculation_stale")
             RESOLVED_AHEAD.labels(outcome="stale").inc()
         tally: Counter = Counter()
         self._attribute(session, conn, envelopes, prepared.parsed if prepared is not None else {}, Batch(), tally)

@@ -56,10 +56,6 @@ class Identity:
             resolver.resolve(session, fresh, prepared)
             session.commit()
 
-    def counts(self) -> dict[str, int]:
-        """The resolution counts (``ctx.stats``) without the batch resolver's speculation outcomes."""
-        return {k: v for k, v in self.ctx.stats.items() if not k.startswith("speculation_")}
-
     def match(self) -> int:
         from socialzone_identity.matcher import load_matcher, match_pending
 
